@@ -1,0 +1,68 @@
+# ropex: one plain Makefile. `make` builds, `make test` runs every test (fast and slow),
+# `make asan` runs the fast tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Missing libraries: `make deps` (scripts/setup.sh) installs the Debian packages in scripts/deps.txt.
+
+CC      ?= cc
+PKGS    := openblas
+STD     := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -fopenmp
+OPT     ?= -O3 -march=native
+BUILD   ?= build
+
+ifeq ($(filter deps clean help,$(MAKECMDGOALS)),)
+MISSING := $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p)))
+ifneq ($(MISSING),)
+$(error missing libraries: $(MISSING). Run `make deps` (installs the Debian packages in scripts/deps.txt))
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+# Pin the OpenMP build of OpenBLAS at run time too, whatever the system's alternative points to:
+# BLAS and our loops then share one OpenMP thread pool.
+BLAS_DIR   := $(shell pkg-config --variable=libdir openblas)
+endif
+
+CFLAGS  := $(STD) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lm $(EXTRA_LDLIBS)
+
+MODEL_SRC := model/model.c model/ops.c model/rope.c
+TRAIN_SRC := train/main.c
+LIB_OBJ   := $(MODEL_SRC:%.c=$(BUILD)/%.o)
+TESTS     := test_ops test_model parity_dump
+TEST_BINS := $(TESTS:%=$(BUILD)/tests/%)
+
+.PHONY: all test test-fast asan clean deps help
+all: $(BUILD)/ropex $(TEST_BINS)
+
+help:
+	@echo "make          build $(BUILD)/ropex and the test programs"
+	@echo "make deps     install the Debian packages ropex needs (scripts/deps.txt)"
+	@echo "make test     install what is missing, build, run every test"
+	@echo "make asan     fast tests under ASan + UBSan (build-asan/)"
+	@echo "make clean    remove build outputs"
+
+deps:
+	@scripts/setup.sh
+
+$(BUILD)/%.o: %.c $(wildcard model/*.h train/*.h tests/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/ropex: $(LIB_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+test: deps all
+	@tests/run.sh $(BUILD)
+
+test-fast: all
+	@tests/run.sh --fast $(BUILD)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  EXTRA_LDLIBS="-fsanitize=address,undefined" test-fast
+
+clean:
+	rm -rf build build-asan
+.SECONDARY:

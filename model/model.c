@@ -1,0 +1,433 @@
+/* Model composition: configuration, the parameter table, buffers, forward and backward. */
+#include "model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "rng.h"
+#include "util.h"
+
+RxStatus rx_fail(RxError *err, RxStatus code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+/* ---- configuration ---- */
+
+RxStatus model_config_validate(ModelConfig *c, RxError *err) {
+#define NEED(cond, ...) do { if (!(cond)) return rx_fail(err, RX_ERR_CONFIG, __VA_ARGS__); } while (0)
+    NEED(c->vocab > 0 && c->vocab <= INT32_MAX, "model.vocab_size = %lld: expected 1..%d",
+         (long long)c->vocab, INT32_MAX);
+    NEED(c->dim > 0, "model.hidden_size = %lld: expected > 0", (long long)c->dim);
+    NEED(c->n_layers > 0, "model.num_hidden_layers = %lld: expected > 0", (long long)c->n_layers);
+    NEED(c->n_heads > 0, "model.num_attention_heads = %lld: expected > 0", (long long)c->n_heads);
+    NEED(c->n_kv_heads > 0 && c->n_heads % c->n_kv_heads == 0,
+         "model.num_key_value_heads = %lld: expected a divisor of num_attention_heads = %lld",
+         (long long)c->n_kv_heads, (long long)c->n_heads);
+    if (c->head_dim == 0) {
+        NEED(c->dim % c->n_heads == 0, "model.hidden_size = %lld is not divisible by "
+             "num_attention_heads = %lld; set model.head_dim", (long long)c->dim, (long long)c->n_heads);
+        c->head_dim = c->dim / c->n_heads;
+    }
+    NEED(c->head_dim > 0 && c->head_dim % 2 == 0 && c->head_dim / 2 <= ROPE_MAX_PAIRS,
+         "model.head_dim = %lld: expected an even size in 2..%d (RoPE rotates pairs)",
+         (long long)c->head_dim, 2 * ROPE_MAX_PAIRS);
+    NEED(c->hidden_dim > 0, "model.intermediate_size = %lld: expected > 0", (long long)c->hidden_dim);
+    NEED(c->norm_eps > 0 && c->norm_eps < 1, "model.rms_norm_eps = %g: expected 0 < eps < 1", c->norm_eps);
+    char msg[400];
+    if (rope_config_check(&c->rope, c->head_dim, msg, sizeof msg) != 0)
+        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
+    return RX_OK;
+#undef NEED
+}
+
+RxStatus model_config_preset(ModelConfig *c, const char *name, RxError *err) {
+    static const struct { const char *name; int64_t V, C, L, NH, NKV, H; int tied; } presets[] = {
+        {"tiny", 1024, 256, 4, 4, 2, 768, 1},           /* demo fixture shape, ~3.4M parameters */
+        {"smollm-135m", 49152, 576, 30, 9, 3, 1536, 1},
+        {"tinyllama-1.1b", 32000, 2048, 22, 32, 4, 5632, 0},
+    };
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        if (strcmp(presets[i].name, name) != 0) continue;
+        memset(c, 0, sizeof *c);
+        c->vocab = presets[i].V; c->dim = presets[i].C; c->n_layers = presets[i].L;
+        c->n_heads = presets[i].NH; c->n_kv_heads = presets[i].NKV; c->hidden_dim = presets[i].H;
+        c->tied = presets[i].tied; c->norm_eps = 1e-5;
+        rope_config_default(&c->rope);
+        c->rope.original_max_len = 2048;
+        return model_config_validate(c, err);
+    }
+    return rx_fail(err, RX_ERR_CONFIG, "unknown model preset '%s': expected tiny, smollm-135m "
+                   "or tinyllama-1.1b", name);
+}
+
+/* ---- parameter table ---- */
+
+static void table_add(ParamTable *t, const char *name, int ndim, int64_t d0, int64_t d1, int decay) {
+    ParamEntry *e = &t->entries[t->count++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->ndim = ndim;
+    e->shape[0] = d0;
+    e->shape[1] = ndim == 2 ? d1 : 1;
+    e->numel = (size_t)d0 * (size_t)e->shape[1];
+    e->offset = t->total;
+    e->decay = decay;
+    t->total += e->numel;
+}
+
+/* Tensors in the order of a Hugging Face LlamaForCausalLM state dict. */
+static RxStatus table_build(ParamTable *t, const ModelConfig *c, RxError *err) {
+    memset(t, 0, sizeof *t);
+    t->entries = calloc((size_t)(9 * c->n_layers + 3), sizeof(ParamEntry));
+    if (!t->entries) return rx_fail(err, RX_ERR_NOMEM, "out of memory for the parameter table");
+    const int64_t C = c->dim, QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
+    const int64_t H = c->hidden_dim;
+    char n[PARAM_NAME_MAX];
+    table_add(t, "model.embed_tokens.weight", 2, c->vocab, C, 0);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+#define ADD(suffix, nd, d0, d1, decay) \
+        snprintf(n, sizeof n, "model.layers.%lld." suffix, (long long)l); table_add(t, n, nd, d0, d1, decay)
+        ADD("input_layernorm.weight", 1, C, 1, 0);
+        ADD("self_attn.q_proj.weight", 2, QD, C, 1);
+        ADD("self_attn.k_proj.weight", 2, KD, C, 1);
+        ADD("self_attn.v_proj.weight", 2, KD, C, 1);
+        ADD("self_attn.o_proj.weight", 2, C, QD, 1);
+        ADD("post_attention_layernorm.weight", 1, C, 1, 0);
+        ADD("mlp.gate_proj.weight", 2, H, C, 1);
+        ADD("mlp.up_proj.weight", 2, H, C, 1);
+        ADD("mlp.down_proj.weight", 2, C, H, 1);
+#undef ADD
+    }
+    table_add(t, "model.norm.weight", 1, C, 1, 0);
+    if (!c->tied) table_add(t, "lm_head.weight", 2, c->vocab, C, 1);
+    return RX_OK;
+}
+
+static RxStatus weights_bind(Weights *w, const ParamTable *t, const ModelConfig *c, float *base,
+                             RxError *err) {
+    w->layer = calloc((size_t)c->n_layers, sizeof(LayerWeights));
+    if (!w->layer) return rx_fail(err, RX_ERR_NOMEM, "out of memory");
+    const ParamEntry *e = t->entries;
+    w->embed = base + (e++)->offset;
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        LayerWeights *lw = &w->layer[l];
+        float **slots[] = {&lw->ln1, &lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->ln2,
+                           &lw->wgate, &lw->wup, &lw->wdown};
+        for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) *slots[i] = base + (e++)->offset;
+    }
+    w->final_norm = base + (e++)->offset;
+    w->lm_head = c->tied ? w->embed : base + (e++)->offset;
+    ASSERT(e == t->entries + t->count);
+    return RX_OK;
+}
+
+const ParamEntry *model_param(const Model *m, const char *name) {
+    for (int i = 0; i < m->table.count; i++)
+        if (strcmp(m->table.entries[i].name, name) == 0) return &m->table.entries[i];
+    return NULL;
+}
+
+static void *alloc_floats(size_t n) {
+    /* 64-byte aligned for the vector units; zeroed */
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+RxStatus model_init(Model *m, const ModelConfig *cfg, RxError *err) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    RxStatus st = model_config_validate(&m->cfg, err);
+    if (st != RX_OK) return st;
+    if ((st = table_build(&m->table, &m->cfg, err)) != RX_OK) return st;
+    m->params = alloc_floats(m->table.total);
+    if (!m->params) {
+        model_free(m);
+        return rx_fail(err, RX_ERR_NOMEM, "out of memory for %zu parameters (%.1f MiB)",
+                       m->table.total, m->table.total * 4.0 / 1048576.0);
+    }
+    if ((st = weights_bind(&m->w, &m->table, &m->cfg, m->params, err)) != RX_OK) { model_free(m); return st; }
+    m->loss = NAN;
+    return RX_OK;
+}
+
+RxStatus model_alloc_grads(Model *m, RxError *err) {
+    if (m->grads) return RX_OK;
+    m->grads = alloc_floats(m->table.total);
+    if (!m->grads) return rx_fail(err, RX_ERR_NOMEM, "out of memory for %zu gradients", m->table.total);
+    return weights_bind(&m->g, &m->table, &m->cfg, m->grads, err);
+}
+
+void model_zero_grad(Model *m) {
+    if (m->grads) memset(m->grads, 0, m->table.total * sizeof(float));
+}
+
+void model_free(Model *m) {
+    free(m->table.entries);
+    free(m->params); free(m->grads);
+    free(m->w.layer); free(m->g.layer);
+    free(m->act_mem); free(m->scr_mem); free(m->pos);
+    rope_table_free(&m->rope);
+    memset(m, 0, sizeof *m);
+}
+
+void model_init_random(Model *m, uint64_t seed, float std) {
+    Rng rng = {seed};
+    for (int i = 0; i < m->table.count; i++) {
+        const ParamEntry *e = &m->table.entries[i];
+        float *p = m->params + e->offset;
+        if (e->ndim == 1) for (size_t j = 0; j < e->numel; j++) p[j] = 1.0f;
+        else for (size_t j = 0; j < e->numel; j++) p[j] = (float)(rng_normal(&rng) * std);
+    }
+}
+
+/* ---- activation and scratch buffers: one layout function both counts and carves ---- */
+
+/* Reserves n floats at *off (64-byte aligned) and returns base + old offset (NULL when counting). */
+static float *carve(float *base, size_t *off, size_t n) {
+    float *p = base ? base + *off : NULL;
+    *off += (n + 15) / 16 * 16;
+    return p;
+}
+
+static size_t acts_layout(Activations *a, float *base, const ModelConfig *c, int64_t B, int64_t T) {
+    const size_t N = (size_t)(B * T), L = (size_t)c->n_layers, C = (size_t)c->dim;
+    const size_t QD = (size_t)(c->n_heads * c->head_dim), KD = (size_t)(c->n_kv_heads * c->head_dim);
+    const size_t H = (size_t)c->hidden_dim, NH = (size_t)c->n_heads;
+    size_t off = 0;
+    a->resid = carve(base, &off, (L + 1) * N * C);
+    a->ln1 = carve(base, &off, L * N * C);
+    a->rstd1 = carve(base, &off, L * N);
+    a->q = carve(base, &off, L * N * QD);
+    a->k = carve(base, &off, L * N * KD);
+    a->v = carve(base, &off, L * N * KD);
+    a->att = carve(base, &off, L * N * QD);
+    a->lse = carve(base, &off, L * N * NH);
+    a->mid = carve(base, &off, L * N * C);
+    a->ln2 = carve(base, &off, L * N * C);
+    a->rstd2 = carve(base, &off, L * N);
+    a->gate = carve(base, &off, L * N * H);
+    a->up = carve(base, &off, L * N * H);
+    a->act = carve(base, &off, L * N * H);
+    a->lnf = carve(base, &off, N * C);
+    a->rstdf = carve(base, &off, N);
+    return off;
+}
+
+static size_t scratch_layout(Scratch *s, float *base, const ModelConfig *c, int64_t B, int64_t T) {
+    const size_t N = (size_t)(B * T), C = (size_t)c->dim, H = (size_t)c->hidden_dim;
+    const size_t QD = (size_t)(c->n_heads * c->head_dim), KD = (size_t)(c->n_kv_heads * c->head_dim);
+    size_t off = 0;
+    s->dresid = carve(base, &off, N * C);
+    s->dmid = carve(base, &off, N * C);
+    s->dln = carve(base, &off, N * C);
+    s->proj = carve(base, &off, N * C);
+    s->dproj = carve(base, &off, N * C);
+    s->dq = carve(base, &off, N * QD);
+    s->dk = carve(base, &off, N * KD);
+    s->dv = carve(base, &off, N * KD);
+    s->datt = carve(base, &off, N * QD);
+    s->dq_pre = carve(base, &off, N * QD);
+    s->dk_pre = carve(base, &off, N * KD);
+    s->dgate = carve(base, &off, N * H);
+    s->dup = carve(base, &off, N * H);
+    s->dact = carve(base, &off, N * H);
+    s->logits = carve(base, &off, (size_t)CE_CHUNK * (size_t)c->vocab);
+    s->losses = carve(base, &off, CE_CHUNK);
+    return off;
+}
+
+ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T) {
+    ModelConfig c = *cfg;
+    ModelMemory mm = {0};
+    if (model_config_validate(&c, NULL) != RX_OK) return mm;
+    ParamTable t;
+    if (table_build(&t, &c, NULL) != RX_OK) return mm;
+    Activations a;
+    Scratch s;
+    mm.params = t.total * sizeof(float);
+    mm.grads = mm.params;
+    mm.acts = acts_layout(&a, NULL, &c, B, T) * sizeof(float);
+    mm.scratch = scratch_layout(&s, NULL, &c, B, T) * sizeof(float) + (size_t)(B * T) * sizeof(int32_t);
+    mm.rope = 2 * (size_t)T * (size_t)(c.head_dim / 2) * sizeof(float);
+    free(t.entries);
+    return mm;
+}
+
+static RxStatus ensure_buffers(Model *m, int64_t B, int64_t T, RxError *err) {
+    if (m->B == B && m->T == T) return RX_OK;
+    free(m->act_mem); free(m->scr_mem); free(m->pos);
+    m->act_mem = m->scr_mem = NULL; m->pos = NULL; m->B = m->T = 0;
+    m->act_floats = acts_layout(&m->acts, NULL, &m->cfg, B, T);
+    m->scr_floats = scratch_layout(&m->scr, NULL, &m->cfg, B, T);
+    m->act_mem = alloc_floats(m->act_floats);
+    m->scr_mem = alloc_floats(m->scr_floats);
+    m->pos = malloc((size_t)(B * T) * sizeof(int32_t));
+    if (!m->act_mem || !m->scr_mem || !m->pos)
+        return rx_fail(err, RX_ERR_NOMEM, "out of memory for activations of B=%lld T=%lld "
+                       "(%.1f MiB)", (long long)B, (long long)T,
+                       (m->act_floats + m->scr_floats) * 4.0 / 1048576.0);
+    acts_layout(&m->acts, m->act_mem, &m->cfg, B, T);
+    scratch_layout(&m->scr, m->scr_mem, &m->cfg, B, T);
+    for (int64_t n = 0; n < B * T; n++) m->pos[n] = (int32_t)(n % T);
+    char msg[400];
+    if (rope_table_build(&m->rope, &m->cfg.rope, m->cfg.head_dim, T, msg, sizeof msg) != 0)
+        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
+    m->B = B; m->T = T;
+    return RX_OK;
+}
+
+/* ---- forward ---- */
+
+RxStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
+                       int64_t B, int64_t T, float *loss, RxError *err) {
+    const ModelConfig *c = &m->cfg;
+    if (B <= 0 || T <= 0) return rx_fail(err, RX_ERR_CONFIG, "batch %lldx%lld: expected B, T > 0",
+                                         (long long)B, (long long)T);
+    const int64_t N = B * T;
+    for (int64_t n = 0; n < N; n++) {
+        if (tokens[n] < 0 || tokens[n] >= c->vocab)
+            return rx_fail(err, RX_ERR_FORMAT, "token %d at row %lld is outside the vocabulary "
+                           "(0..%lld)", tokens[n], (long long)n, (long long)c->vocab - 1);
+        if (targets && (targets[n] < -1 || targets[n] >= c->vocab))
+            return rx_fail(err, RX_ERR_FORMAT, "target %d at row %lld: expected -1 (ignored) or "
+                           "0..%lld", targets[n], (long long)n, (long long)c->vocab - 1);
+    }
+    RxStatus st = ensure_buffers(m, B, T, err);
+    if (st != RX_OK) return st;
+
+    const int64_t C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
+    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim;
+    Activations *a = &m->acts;
+    m->tokens = tokens;
+    m->targets = targets;
+
+    embed_forward(a->resid, tokens, m->w.embed, N, C);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const LayerWeights *w = &m->w.layer[l];
+        const float *x = a->resid + l * N * C;
+        float *ln1 = a->ln1 + l * N * C, *q = a->q + l * N * QD, *k = a->k + l * N * KD;
+        float *v = a->v + l * N * KD, *att = a->att + l * N * QD, *mid = a->mid + l * N * C;
+        float *ln2 = a->ln2 + l * N * C, *gate = a->gate + l * N * H, *up = a->up + l * N * H;
+        float *act = a->act + l * N * H;
+        rmsnorm_forward(ln1, a->rstd1 + l * N, x, w->ln1, N, C, c->norm_eps);
+        linear_forward(q, ln1, w->wq, N, C, QD, 0);
+        linear_forward(k, ln1, w->wk, N, C, KD, 0);
+        linear_forward(v, ln1, w->wv, N, C, KD, 0);
+        rope_forward(q, q, &m->rope, m->pos, N, NH, HS);
+        rope_forward(k, k, &m->rope, m->pos, N, NKV, HS);
+        attention_forward(att, a->lse + l * N * NH, q, k, v, B, T, NH, NKV, HS);
+        linear_forward(m->scr.proj, att, w->wo, N, QD, C, 0);
+        residual_forward(mid, x, m->scr.proj, (size_t)(N * C));
+        rmsnorm_forward(ln2, a->rstd2 + l * N, mid, w->ln2, N, C, c->norm_eps);
+        linear_forward(gate, ln2, w->wgate, N, C, H, 0);
+        linear_forward(up, ln2, w->wup, N, C, H, 0);
+        swiglu_forward(act, gate, up, N, H);
+        linear_forward(m->scr.proj, act, w->wdown, N, H, C, 0);
+        residual_forward(a->resid + (l + 1) * N * C, mid, m->scr.proj, (size_t)(N * C));
+    }
+    rmsnorm_forward(a->lnf, a->rstdf, a->resid + c->n_layers * N * C, m->w.final_norm, N, C, c->norm_eps);
+
+    m->n_counted = 0;
+    m->loss = NAN;
+    if (targets) {
+        for (int64_t n = 0; n < N; n++) m->n_counted += targets[n] >= 0;
+        double sum = 0;   /* summed in row order: independent of the thread count */
+        for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
+            int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;
+            model_logits(m, r0, n, m->scr.logits);
+            crossentropy_forward(m->scr.losses, m->scr.logits, targets + r0, n, c->vocab);
+            for (int64_t i = 0; i < n; i++) sum += m->scr.losses[i];
+        }
+        if (m->n_counted > 0) m->loss = (float)(sum / (double)m->n_counted);
+    }
+    if (loss) *loss = m->loss;
+    return RX_OK;
+}
+
+void model_logits(Model *m, int64_t row0, int64_t n, float *out) {
+    ASSERT(row0 >= 0 && n >= 0 && row0 + n <= m->B * m->T);
+    linear_forward(out, m->acts.lnf + row0 * m->cfg.dim, m->w.lm_head, n, m->cfg.dim, m->cfg.vocab, 0);
+}
+
+/* ---- backward ---- */
+
+void model_backward(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    ASSERT(m->grads && m->targets && m->B > 0);
+    const int64_t B = m->B, T = m->T, N = B * T;
+    const int64_t C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
+    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim, V = c->vocab;
+    const Activations *a = &m->acts;
+    Scratch *s = &m->scr;
+    const size_t NC = (size_t)(N * C);
+#define ZERO(p, n) memset((p), 0, (size_t)(n) * sizeof(float))
+
+    /* LM head + cross-entropy, chunk by chunk, logits recomputed (never T x V) */
+    ZERO(s->dln, NC);
+    if (m->n_counted > 0) {
+        const float scale = 1.0f / (float)m->n_counted;   /* loss = mean over counted targets */
+        for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
+            int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;
+            model_logits(m, r0, n, s->logits);
+            crossentropy_backward(s->logits, m->targets + r0, scale, n, V);
+            linear_backward(s->dln + r0 * C, m->g.lm_head, s->logits, a->lnf + r0 * C,
+                            m->w.lm_head, n, C, V);
+        }
+    }
+    ZERO(s->dresid, NC);
+    rmsnorm_backward(s->dresid, m->g.final_norm, s->dln, a->resid + c->n_layers * N * C,
+                     m->w.final_norm, a->rstdf, N, C);
+
+    for (int64_t l = c->n_layers - 1; l >= 0; l--) {
+        const LayerWeights *w = &m->w.layer[l];
+        LayerWeights *g = &m->g.layer[l];
+        const float *x = a->resid + l * N * C, *ln1 = a->ln1 + l * N * C;
+        const float *q = a->q + l * N * QD, *k = a->k + l * N * KD, *v = a->v + l * N * KD;
+        const float *att = a->att + l * N * QD, *mid = a->mid + l * N * C;
+        const float *ln2 = a->ln2 + l * N * C, *gate = a->gate + l * N * H;
+        const float *up = a->up + l * N * H, *act = a->act + l * N * H;
+
+        /* resid[l+1] = mid + down(act) */
+        ZERO(s->dmid, NC); ZERO(s->dproj, NC);
+        residual_backward(s->dmid, s->dproj, s->dresid, NC);
+        ZERO(s->dact, N * H);
+        linear_backward(s->dact, g->wdown, s->dproj, act, w->wdown, N, H, C);
+        ZERO(s->dgate, N * H); ZERO(s->dup, N * H);
+        swiglu_backward(s->dgate, s->dup, s->dact, gate, up, N, H);
+        ZERO(s->dln, NC);
+        linear_backward(s->dln, g->wgate, s->dgate, ln2, w->wgate, N, C, H);
+        linear_backward(s->dln, g->wup, s->dup, ln2, w->wup, N, C, H);
+        rmsnorm_backward(s->dmid, g->ln2, s->dln, mid, w->ln2, a->rstd2 + l * N, N, C);
+
+        /* mid = x + o_proj(att); the residual stream gradient is rebuilt in dresid */
+        ZERO(s->dresid, NC); ZERO(s->dproj, NC);
+        residual_backward(s->dresid, s->dproj, s->dmid, NC);
+        ZERO(s->datt, N * QD);
+        linear_backward(s->datt, g->wo, s->dproj, att, w->wo, N, QD, C);
+        ZERO(s->dq, N * QD); ZERO(s->dk, N * KD); ZERO(s->dv, N * KD);
+        attention_backward(s->dq, s->dk, s->dv, s->datt, q, k, v, att, a->lse + l * N * NH,
+                           B, T, NH, NKV, HS);
+        ZERO(s->dq_pre, N * QD); ZERO(s->dk_pre, N * KD);
+        rope_backward(s->dq_pre, s->dq, &m->rope, m->pos, N, NH, HS);
+        rope_backward(s->dk_pre, s->dk, &m->rope, m->pos, N, NKV, HS);
+        ZERO(s->dln, NC);
+        linear_backward(s->dln, g->wq, s->dq_pre, ln1, w->wq, N, C, QD);
+        linear_backward(s->dln, g->wk, s->dk_pre, ln1, w->wk, N, C, KD);
+        linear_backward(s->dln, g->wv, s->dv, ln1, w->wv, N, C, KD);
+        rmsnorm_backward(s->dresid, g->ln1, s->dln, x, w->ln1, a->rstd1 + l * N, N, C);
+    }
+    embed_backward(m->g.embed, s->dresid, m->tokens, N, C);
+#undef ZERO
+}

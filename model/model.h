@@ -1,0 +1,168 @@
+/* ropex model: a Llama-family decoder-only transformer in fp32, forward and hand-written backward.
+ *
+ * Dimension legend (used in every shape comment under model/):
+ *   B batch, T sequence, C model dim, NH query heads, NKV kv heads, HS head size, H ffn hidden,
+ *   L layers, V vocab.
+ *
+ * One parameter buffer holds every tensor under its Hugging Face name (see ParamTable); gradients
+ * use the same layout in a second buffer. model_forward saves what backward needs; model_backward
+ * ACCUMULATES (+=) into the gradient buffer: the caller zeroes it (model_zero_grad) between steps.
+ *
+ * Needs: libc, OpenMP, a CBLAS (OpenBLAS). No other module of ropex.
+ */
+#ifndef ROPEX_MODEL_H
+#define ROPEX_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rope.h"
+
+/* ---- errors: I/O and config functions return an RxStatus and fill an RxError ---- */
+typedef enum { RX_OK = 0, RX_ERR_CONFIG, RX_ERR_IO, RX_ERR_FORMAT, RX_ERR_NOMEM } RxStatus;
+typedef struct { RxStatus code; char msg[512]; } RxError;
+/* Sets err (may be NULL) and returns code. */
+RxStatus rx_fail(RxError *err, RxStatus code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- configuration ---- */
+typedef struct {
+    int64_t vocab;        /* V */
+    int64_t dim;          /* C */
+    int64_t n_layers;     /* L */
+    int64_t n_heads;      /* NH */
+    int64_t n_kv_heads;   /* NKV; NH must be a multiple of it (grouped-query attention) */
+    int64_t head_dim;     /* HS; 0 means C/NH */
+    int64_t hidden_dim;   /* H */
+    double norm_eps;      /* RMSNorm epsilon */
+    int tied;             /* 1: lm_head shares model.embed_tokens.weight */
+    RopeConfig rope;      /* theta, scaling method and its keys (rope.h) */
+} ModelConfig;
+
+/* Checks that the shape is possible; fills in head_dim when 0. Names the bad field. */
+RxStatus model_config_validate(ModelConfig *cfg, RxError *err);
+/* Named shapes: "tiny" (the demo fixture), "smollm-135m", "tinyllama-1.1b". RX_ERR_CONFIG if unknown. */
+RxStatus model_config_preset(ModelConfig *cfg, const char *name, RxError *err);
+
+/* ---- parameter table: {HF name, shape, offset} ---- */
+#define PARAM_NAME_MAX 96
+typedef struct {
+    char name[PARAM_NAME_MAX];
+    int ndim;
+    int64_t shape[2];
+    size_t offset;        /* in floats, into the parameter (or gradient, m, v) buffer */
+    size_t numel;
+    int decay;            /* 1 for matrices (weight decay applies), 0 for norms and embeddings */
+} ParamEntry;
+
+typedef struct {
+    ParamEntry *entries;
+    int count;
+    size_t total;         /* floats in the whole buffer */
+} ParamTable;
+
+/* Pointers into one buffer laid out by a ParamTable. */
+typedef struct {
+    float *ln1;     /* (C)        input_layernorm.weight */
+    float *wq;      /* (NH*HS, C) self_attn.q_proj.weight */
+    float *wk;      /* (NKV*HS, C) */
+    float *wv;      /* (NKV*HS, C) */
+    float *wo;      /* (C, NH*HS) self_attn.o_proj.weight */
+    float *ln2;     /* (C)        post_attention_layernorm.weight */
+    float *wgate;   /* (H, C)     mlp.gate_proj.weight */
+    float *wup;     /* (H, C) */
+    float *wdown;   /* (C, H) */
+} LayerWeights;
+
+typedef struct {
+    float *embed;          /* (V, C) model.embed_tokens.weight */
+    float *final_norm;     /* (C)    model.norm.weight */
+    float *lm_head;        /* (V, C) lm_head.weight, == embed when tied */
+    LayerWeights *layer;   /* [L] */
+} Weights;
+
+/* Saved activations of one forward pass of B x T tokens (N = B*T rows). */
+typedef struct {
+    float *resid;   /* (L+1, N, C) residual stream entering each layer; [L] leaves the last */
+    float *ln1;     /* (L, N, C) */
+    float *rstd1;   /* (L, N) */
+    float *q;       /* (L, N, NH*HS) after RoPE */
+    float *k;       /* (L, N, NKV*HS) after RoPE */
+    float *v;       /* (L, N, NKV*HS) */
+    float *att;     /* (L, N, NH*HS) attention output before o_proj */
+    float *lse;     /* (L, B, NH, T) per-row log-sum-exp of the attention scores */
+    float *mid;     /* (L, N, C) residual after attention */
+    float *ln2;     /* (L, N, C) */
+    float *rstd2;   /* (L, N) */
+    float *gate;    /* (L, N, H) */
+    float *up;      /* (L, N, H) */
+    float *act;     /* (L, N, H) silu(gate) * up */
+    float *lnf;     /* (N, C) final norm output */
+    float *rstdf;   /* (N) */
+} Activations;
+
+/* Scratch for the backward pass (reused across layers). */
+typedef struct {
+    float *dresid;  /* (N, C) gradient of the residual stream */
+    float *dmid;    /* (N, C) */
+    float *dln;     /* (N, C) */
+    float *dq;      /* (N, NH*HS) */
+    float *dk;      /* (N, NKV*HS) */
+    float *dv;      /* (N, NKV*HS) */
+    float *datt;    /* (N, NH*HS) */
+    float *dgate;   /* (N, H) */
+    float *dup;     /* (N, H) */
+    float *dact;    /* (N, H) */
+    float *dq_pre;  /* (N, NH*HS) gradient before RoPE */
+    float *dk_pre;  /* (N, NKV*HS) */
+    float *proj;    /* (N, C) forward: output of o_proj / down_proj before the residual add */
+    float *dproj;   /* (N, C) */
+    float *logits;  /* (CE_CHUNK, V) one chunk of logits, never T x V */
+    float *losses;  /* (CE_CHUNK) */
+} Scratch;
+
+typedef struct {
+    ModelConfig cfg;
+    ParamTable table;
+    float *params;         /* table.total floats */
+    float *grads;          /* table.total floats, same layout; NULL until model_alloc_grads */
+    Weights w, g;          /* views of params and grads */
+    /* per-pass state */
+    int64_t B, T;          /* shape the activation buffers were sized for (0 = none) */
+    float *act_mem; size_t act_floats;
+    float *scr_mem; size_t scr_floats;
+    Activations acts;
+    Scratch scr;
+    RopeTable rope;        /* cos/sin for positions 0..T-1 */
+    int32_t *pos;          /* (N) position of each row */
+    const int32_t *tokens; /* (B, T) of the last forward, borrowed */
+    const int32_t *targets;/* (B, T) or NULL; -1 = not counted */
+    int64_t n_counted;     /* targets counted in the last forward's loss */
+    float loss;            /* mean loss of the last forward (NAN when nothing is counted) */
+} Model;
+
+/* Tokens per chunk of the LM head + cross-entropy; T x V logits never exist at once. */
+#define CE_CHUNK 256
+
+RxStatus model_init(Model *m, const ModelConfig *cfg, RxError *err);   /* params zeroed */
+void model_free(Model *m);
+RxStatus model_alloc_grads(Model *m, RxError *err);
+void model_zero_grad(Model *m);
+/* Llama-style init: normal(0, std) matrices and embeddings, ones for norms. Deterministic in seed. */
+void model_init_random(Model *m, uint64_t seed, float std);
+const ParamEntry *model_param(const Model *m, const char *name);   /* NULL if absent */
+
+/* Exact byte counts for a pass of B x T (computed before any allocation). */
+typedef struct { size_t params, grads, acts, scratch, rope; } ModelMemory;
+ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T);
+
+/* Forward over tokens (B, T). targets (B, T) may be NULL (no loss: returns NAN). Returns the mean
+ * cross-entropy over targets != -1 (NAN if none). Keeps pointers to tokens/targets until backward. */
+RxStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
+                       int64_t B, int64_t T, float *loss, RxError *err);
+/* d(mean loss) into m->grads (accumulating). Needs the forward's targets and model_alloc_grads. */
+void model_backward(Model *m);
+/* Logits (n, V) for rows [row0, row0+n) of the last forward (row = b*T + t). */
+void model_logits(Model *m, int64_t row0, int64_t n, float *out);
+
+#endif

@@ -1,0 +1,234 @@
+/* RoPE frequencies, attention factor and position rules per scaling method, and the rotary op. */
+#include "rope.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void rope_config_default(RopeConfig *rc) {
+    memset(rc, 0, sizeof *rc);
+    rc->method = ROPE_NONE;
+    rc->theta = 10000.0;
+    rc->factor = 1.0;
+    rc->beta_fast = 32.0;
+    rc->beta_slow = 1.0;
+    rc->truncate = 1;
+    rc->low_freq_factor = 1.0;
+    rc->high_freq_factor = 4.0;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* HF's get_mscale: 0.1*m*ln(s) + 1, and 1 when s <= 1. */
+static double yarn_mscale(double s, double m) { return s <= 1.0 ? 1.0 : 0.1 * m * log(s) + 1.0; }
+
+/* Dimension (in units of the full rotary dim) whose wavelength makes n rotations in length L. */
+static double yarn_correction_dim(double n, double dim, double theta, double L) {
+    return dim * log(L / (n * 2.0 * M_PI)) / (2.0 * log(theta));
+}
+
+int rope_frequencies(RopeTable *rt, const RopeConfig *rc, int64_t hs, int64_t seq_len,
+                            char *err, size_t errlen) {
+    const int64_t half = hs / 2;
+    const double dim = (double)hs;
+    const double L0 = (double)rc->original_max_len;
+    double theta = rc->theta;
+    if (!(theta > 1.0)) return fail(err, errlen, "rope.theta = %g: expected a base > 1", theta);
+    if (!(rc->factor >= 1.0))
+        return fail(err, errlen, "rope.factor = %g: expected a factor >= 1", rc->factor);
+    int needs_L0 = rc->method == ROPE_DYNAMIC || rc->method == ROPE_YARN ||
+                   rc->method == ROPE_LONGROPE || rc->method == ROPE_LLAMA3;
+    if (needs_L0 && rc->original_max_len <= 0)
+        return fail(err, errlen, "rope.original_max_position_embeddings is required for this "
+                    "method (the length the checkpoint was pretrained at, e.g. 2048)");
+    rt->attention_factor = 1.0;
+    rt->keep_positions = 0;
+
+    if (rc->method == ROPE_NTK) theta = theta * pow(rc->factor, dim / (dim - 2.0));
+    if (rc->method == ROPE_DYNAMIC) {
+        double L = (double)(seq_len > rc->original_max_len ? seq_len : rc->original_max_len);
+        theta = theta * pow(rc->factor * L / L0 - (rc->factor - 1.0), dim / (dim - 2.0));
+    }
+    for (int64_t i = 0; i < half; i++) {
+        /* HF: 1 / theta^(2i/dim) */
+        rt->inv_freq_orig[i] = 1.0 / pow(rc->theta, (double)(2 * i) / dim);
+        rt->inv_freq[i] = 1.0 / pow(theta, (double)(2 * i) / dim);
+    }
+
+    switch (rc->method) {
+    case ROPE_NONE: case ROPE_NTK: case ROPE_DYNAMIC:
+        break;
+    case ROPE_LINEAR:
+        for (int64_t i = 0; i < half; i++) rt->inv_freq[i] /= rc->factor;
+        break;
+    case ROPE_YARN: {
+        double low = yarn_correction_dim(rc->beta_fast, dim, theta, L0);
+        double high = yarn_correction_dim(rc->beta_slow, dim, theta, L0);
+        if (rc->truncate) { low = floor(low); high = ceil(high); }
+        if (low < 0) low = 0;
+        if (high > dim - 1) high = dim - 1;
+        if (low == high) high += 0.001;
+        for (int64_t i = 0; i < half; i++) {
+            double ramp = ((double)i - low) / (high - low);
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            double extrap = rt->inv_freq[i], interp = extrap / rc->factor;
+            rt->inv_freq[i] = interp * ramp + extrap * (1.0 - ramp);
+        }
+        if (rc->attention_factor > 0) rt->attention_factor = rc->attention_factor;
+        else if (rc->mscale > 0 && rc->mscale_all_dim > 0)
+            rt->attention_factor = yarn_mscale(rc->factor, rc->mscale) /
+                                   yarn_mscale(rc->factor, rc->mscale_all_dim);
+        else rt->attention_factor = yarn_mscale(rc->factor, 1.0);
+        break;
+    }
+    case ROPE_LONGROPE: {
+        int use_long = seq_len > rc->original_max_len;
+        int n = use_long ? rc->n_long : rc->n_short;
+        const double *ext = use_long ? rc->long_factor : rc->short_factor;
+        if (n != half)
+            return fail(err, errlen, "rope.%s has %d values: expected head_dim/2 = %lld",
+                        use_long ? "long_factor" : "short_factor", n, (long long)half);
+        for (int64_t i = 0; i < half; i++) {
+            if (!(ext[i] > 0))
+                return fail(err, errlen, "rope.%s[%lld] = %g: expected a factor > 0",
+                            use_long ? "long_factor" : "short_factor", (long long)i, ext[i]);
+            rt->inv_freq[i] /= ext[i];
+        }
+        if (rc->attention_factor > 0) rt->attention_factor = rc->attention_factor;
+        else if (rc->factor > 1.0) rt->attention_factor = sqrt(1.0 + log(rc->factor) / log(L0));
+        rt->keep_positions = rc->keep_positions;
+        break;
+    }
+    case ROPE_LLAMA3: {
+        if (!(rc->high_freq_factor > rc->low_freq_factor))
+            return fail(err, errlen, "rope.high_freq_factor = %g must exceed rope.low_freq_factor = %g",
+                        rc->high_freq_factor, rc->low_freq_factor);
+        double low_wl = L0 / rc->low_freq_factor, high_wl = L0 / rc->high_freq_factor;
+        for (int64_t i = 0; i < half; i++) {
+            double f = rt->inv_freq[i], wl = 2.0 * M_PI / f;
+            if (wl < high_wl) continue;
+            if (wl > low_wl) { rt->inv_freq[i] = f / rc->factor; continue; }
+            double sm = (L0 / wl - rc->low_freq_factor) / (rc->high_freq_factor - rc->low_freq_factor);
+            rt->inv_freq[i] = (1.0 - sm) * f / rc->factor + sm * f;
+        }
+        break;
+    }
+    default:
+        return fail(err, errlen, "rope.scaling: unknown method %d", (int)rc->method);
+    }
+
+    if (rc->trunc_b > 0) {
+        /* Base truncation (Giraffe): keep f >= b, set a < f < b to rho, zero f <= a. */
+        if (!(rc->trunc_a >= 0 && rc->trunc_a < rc->trunc_b))
+            return fail(err, errlen, "rope.trunc_a = %g: expected 0 <= trunc_a < trunc_b = %g",
+                        rc->trunc_a, rc->trunc_b);
+        double rho = rc->trunc_rho > 0 ? rc->trunc_rho : rc->trunc_b;
+        for (int64_t i = 0; i < half; i++) {
+            double f = rt->inv_freq[i];
+            if (f >= rc->trunc_b) continue;
+            rt->inv_freq[i] = f > rc->trunc_a ? rho : 0.0;
+        }
+    }
+    return 0;
+}
+
+int rope_table_build(RopeTable *rt, const RopeConfig *rc, int64_t hs, int64_t seq_len,
+                     char *err, size_t errlen) {
+    if (hs <= 0 || hs % 2 != 0 || hs / 2 > ROPE_MAX_PAIRS)
+        return fail(err, errlen, "head_dim = %lld: expected an even size in 2..%d",
+                    (long long)hs, 2 * ROPE_MAX_PAIRS);
+    if (seq_len <= 0) return fail(err, errlen, "sequence length %lld must be > 0", (long long)seq_len);
+    if (rope_frequencies(rt, rc, hs, seq_len, err, errlen) != 0) return -1;
+    const int64_t half = hs / 2;
+    size_t need = (size_t)seq_len * (size_t)half;
+    if (need > rt->cap) {
+        free(rt->cos); free(rt->sin);
+        rt->cos = malloc(need * sizeof(float));
+        rt->sin = malloc(need * sizeof(float));
+        if (!rt->cos || !rt->sin) {
+            free(rt->cos); free(rt->sin); rt->cos = rt->sin = NULL; rt->cap = 0;
+            return fail(err, errlen, "out of memory for a RoPE table of %zu entries", need);
+        }
+        rt->cap = need;
+    }
+    rt->half = half;
+    rt->T = seq_len;
+    const double af = rt->attention_factor;
+    /* Angles in double from integer positions: exact rotation even at long positions. */
+    #pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < seq_len; p++) {
+        const double *inv = p < rt->keep_positions ? rt->inv_freq_orig : rt->inv_freq;
+        for (int64_t i = 0; i < half; i++) {
+            double a = (double)p * inv[i];
+            rt->cos[p * half + i] = (float)(cos(a) * af);
+            rt->sin[p * half + i] = (float)(sin(a) * af);
+        }
+    }
+    return 0;
+}
+
+void rope_table_free(RopeTable *rt) {
+    free(rt->cos); free(rt->sin);
+    rt->cos = rt->sin = NULL;
+    rt->cap = 0;
+}
+
+void rope_forward(float *out, const float *x, const RopeTable *rt, const int32_t *pos,
+                  int64_t N, int64_t nh, int64_t hs) {
+    const int64_t half = hs / 2;
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        ASSERT(pos[n] >= 0 && pos[n] < rt->T);
+        const float *c = rt->cos + (int64_t)pos[n] * half, *s = rt->sin + (int64_t)pos[n] * half;
+        for (int64_t h = 0; h < nh; h++) {
+            const float *xi = x + (n * nh + h) * hs;
+            float *o = out + (n * nh + h) * hs;
+            for (int64_t i = 0; i < half; i++) {
+                float a = xi[i], b = xi[i + half];
+                o[i] = a * c[i] - b * s[i];
+                o[i + half] = b * c[i] + a * s[i];
+            }
+        }
+    }
+}
+
+void rope_backward(float *dx, const float *dout, const RopeTable *rt, const int32_t *pos,
+                   int64_t N, int64_t nh, int64_t hs) {
+    /* forward: o[i] = a*c - b*s;  o[i+half] = b*c + a*s  (c, s carry the attention factor) */
+    const int64_t half = hs / 2;
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *c = rt->cos + (int64_t)pos[n] * half, *s = rt->sin + (int64_t)pos[n] * half;
+        for (int64_t h = 0; h < nh; h++) {
+            const float *d = dout + (n * nh + h) * hs;
+            float *g = dx + (n * nh + h) * hs;
+            for (int64_t i = 0; i < half; i++) {
+                g[i] += d[i] * c[i] + d[i + half] * s[i];
+                g[i + half] += d[i + half] * c[i] - d[i] * s[i];
+            }
+        }
+    }
+}
+
+int rope_config_check(const RopeConfig *rc, int64_t hs, char *err, size_t errlen) {
+    if (hs <= 0 || hs % 2 != 0 || hs / 2 > ROPE_MAX_PAIRS)
+        return fail(err, errlen, "head_dim = %lld: expected an even size in 2..%d",
+                    (long long)hs, 2 * ROPE_MAX_PAIRS);
+    RopeTable rt;
+    memset(&rt, 0, sizeof rt);
+    if (rope_frequencies(&rt, rc, hs, 1, err, errlen) != 0) return -1;
+    /* LongRoPE switches lists past the original length: check the long one too */
+    if (rc->original_max_len > 0 &&
+        rope_frequencies(&rt, rc, hs, rc->original_max_len + 1, err, errlen) != 0) return -1;
+    return 0;
+}

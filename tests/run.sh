@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs ropex's tests and prints one closing line "N passed, N failed".
+# usage: tests/run.sh [--fast] BUILD_DIR
+# Every test program prints "PASS name" / "FAIL name: why" lines; a program that exits non-zero
+# without printing a FAIL line counts as one failure. --fast skips the slow end-to-end group.
+set -u
+fast=0
+[ "${1:-}" = "--fast" ] && { fast=1; shift; }
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+py=/usr/bin/python3          # Debian's python with python3-torch / numpy / h5py
+logdir=$(mktemp -d)
+passed=0 failed=0
+
+run() {   # run NAME COMMAND...
+  local name=$1; shift
+  local log="$logdir/$name.log" t0=$SECONDS
+  "$@" >"$log" 2>&1
+  local rc=$?
+  local p f
+  p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log")
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "FAIL $name: exited $rc" >>"$log"; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  printf '%-14s %3d passed, %d failed  (%ds)\n' "$name" "$p" "$f" $((SECONDS - t0))
+  if [ "$f" -ne 0 ]; then grep -E '^(FAIL|!!)' "$log" | sed 's/^/    /'; tail -n 5 "$log" | sed 's/^/    | /'; fi
+}
+
+run ops        "$build/tests/test_ops"
+run model      "$build/tests/test_model"
+run cli        tests/test_cli.sh "$build/ropex"
+run parity     "$py" tests/ref/test_parity.py "$build"
+if [ "$fast" -eq 0 ]; then
+  :   # slow end-to-end group: none yet (training and evaluation are not built)
+fi
+rm -rf "$logdir"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

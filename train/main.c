@@ -1,0 +1,113 @@
+/* ropex: the command. One binary, subcommands, each with --help. The only place that exits. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/model.h"
+
+#define ROPEX_VERSION "0.1.0"
+
+static void die(const char *fmt, const char *arg) {
+    fprintf(stderr, "ropex: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    exit(2);
+}
+
+static int is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+static int64_t parse_int(const char *flag, const char *s) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v <= 0) die("%s expects a positive integer", flag);
+    return v;
+}
+
+/* ---- ropex shape ---- */
+static const char SHAPE_HELP[] =
+    "usage: ropex shape [--preset NAME] [--seq-len T] [--batch B] [--table]\n"
+    "\n"
+    "Prints a model shape's parameter count and the exact memory a training step of B x T tokens\n"
+    "needs (parameters, gradients, AdamW moments, saved activations, scratch).\n"
+    "  --preset NAME   tiny (default), smollm-135m, tinyllama-1.1b\n"
+    "  --seq-len T     tokens per sequence (default 2048)\n"
+    "  --batch B       sequences per micro-batch (default 1)\n"
+    "  --table         also list every tensor: Hugging Face name, shape, offset\n";
+
+static int cmd_shape(int argc, char **argv) {
+    const char *preset = "tiny";
+    int64_t T = 2048, B = 1;
+    int table = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) { fputs(SHAPE_HELP, stdout); return 0; }
+        else if (strcmp(argv[i], "--preset") == 0 && i + 1 < argc) preset = argv[++i];
+        else if (strcmp(argv[i], "--seq-len") == 0 && i + 1 < argc) T = parse_int("--seq-len", argv[++i]);
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = parse_int("--batch", argv[++i]);
+        else if (strcmp(argv[i], "--table") == 0) table = 1;
+        else die("shape: unknown or incomplete argument '%s' (see ropex shape --help)", argv[i]);
+    }
+    ModelConfig cfg;
+    RxError err;
+    if (model_config_preset(&cfg, preset, &err) != RX_OK) die("%s", err.msg);
+    ModelMemory mm = model_memory(&cfg, B, T);
+    const double MiB = 1048576.0;
+    printf("model %s: V %lld, C %lld, L %lld, NH %lld, NKV %lld, HS %lld, H %lld, %s embeddings\n",
+           preset, (long long)cfg.vocab, (long long)cfg.dim, (long long)cfg.n_layers,
+           (long long)cfg.n_heads, (long long)cfg.n_kv_heads, (long long)cfg.head_dim,
+           (long long)cfg.hidden_dim, cfg.tied ? "tied" : "untied");
+    printf("parameters   %12zu (%.2f M)\n", mm.params / 4, mm.params / 4 / 1e6);
+    printf("memory for B=%lld T=%lld (fp32):\n", (long long)B, (long long)T);
+    printf("  parameters  %10.1f MiB\n", mm.params / MiB);
+    printf("  gradients   %10.1f MiB\n", mm.grads / MiB);
+    printf("  AdamW m, v  %10.1f MiB\n", 2 * mm.params / MiB);
+    printf("  activations %10.1f MiB (saved for backward)\n", mm.acts / MiB);
+    printf("  scratch     %10.1f MiB (backward buffers, one %d-token chunk of logits)\n",
+           mm.scratch / MiB, CE_CHUNK);
+    printf("  rope table  %10.1f MiB\n", mm.rope / MiB);
+    printf("  total       %10.1f MiB\n",
+           (4 * mm.params + mm.acts + mm.scratch + mm.rope) / MiB);
+    if (table) {
+        Model m;
+        if (model_init(&m, &cfg, &err) != RX_OK) die("%s", err.msg);
+        for (int i = 0; i < m.table.count; i++) {
+            const ParamEntry *e = &m.table.entries[i];
+            char shape[48];
+            if (e->ndim == 2) snprintf(shape, sizeof shape, "(%lld, %lld)", (long long)e->shape[0], (long long)e->shape[1]);
+            else snprintf(shape, sizeof shape, "(%lld)", (long long)e->shape[0]);
+            printf("  %-50s %-14s offset %zu\n", e->name, shape, e->offset);
+        }
+        model_free(&m);
+    }
+    return 0;
+}
+
+/* ---- dispatch ---- */
+typedef struct { const char *name; int (*run)(int, char **); const char *summary; } Command;
+static const Command COMMANDS[] = {
+    {"shape", cmd_shape, "parameter count and exact memory of a model shape at a sequence length"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "ropex %s: extends the context window of RoPE language models (Llama family)\n\n"
+               "usage: ropex COMMAND [ARGS...]   (ropex COMMAND --help for each)\n\ncommands:\n",
+            ROPEX_VERSION);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "  %-8s %s\n", "version", "print the version and build");
+    fprintf(f, "\nThe README lists what works today and what is still being built.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (is_help(argv[1])) { usage(stdout); return 0; }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("ropex %s (fp32, OpenMP %d threads max, OpenBLAS)\n", ROPEX_VERSION, omp_get_max_threads());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "ropex: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
