@@ -8,7 +8,8 @@ STD     := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -fopenmp
 OPT     ?= -O3 -march=native
 BUILD   ?= build
 
-ifeq ($(filter deps clean help,$(MAKECMDGOALS)),)
+# `make test` installs what is missing first, so only goals that compile check here.
+ifeq ($(filter deps clean help test,$(MAKECMDGOALS)),)
 MISSING := $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p)))
 ifneq ($(MISSING),)
 $(error missing libraries: $(MISSING). Run `make deps` (installs the Debian packages in scripts/deps.txt))
@@ -52,7 +53,9 @@ $(BUILD)/ropex: $(LIB_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-test: deps all
+test:
+	@scripts/setup.sh
+	@$(MAKE) --no-print-directory all
 	@tests/run.sh $(BUILD)
 
 test-fast: all
