@@ -3,14 +3,14 @@
 # Missing libraries: `make deps` (scripts/setup.sh) installs the Debian packages in scripts/deps.txt.
 
 CC      ?= cc
-PKGS    := openblas
+PKGS    := openblas libcjson inih
 STD     := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -fopenmp
 OPT     ?= -O3 -march=native
 BUILD   ?= build
 
 # `make test` installs what is missing first, so only goals that compile check here.
 ifeq ($(filter deps clean help test,$(MAKECMDGOALS)),)
-MISSING := $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p)))
+MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
 ifneq ($(MISSING),)
 $(error missing libraries: $(MISSING). Run `make deps` (installs the Debian packages in scripts/deps.txt))
 endif
@@ -24,10 +24,10 @@ endif
 CFLAGS  := $(STD) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lm $(EXTRA_LDLIBS)
 
-MODEL_SRC := model/model.c model/ops.c model/rope.c
-TRAIN_SRC := train/main.c
+MODEL_SRC := model/model.c model/ops.c model/rope.c model/hf_config.c
+TRAIN_SRC := train/main.c train/config.c train/cmd_rope.c
 LIB_OBJ   := $(MODEL_SRC:%.c=$(BUILD)/%.o)
-TESTS     := test_ops test_model parity_dump
+TESTS     := test_ops test_model test_rope parity_dump
 TEST_BINS := $(TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all test test-fast asan clean deps help

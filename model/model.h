@@ -44,6 +44,11 @@ RxStatus model_config_validate(ModelConfig *cfg, RxError *err);
 /* Named shapes: "tiny" (the demo fixture), "smollm-135m", "tinyllama-1.1b". RX_ERR_CONFIG if unknown. */
 RxStatus model_config_preset(ModelConfig *cfg, const char *name, RxError *err);
 
+/* Reads a Hugging Face config.json (or DIR/config.json): Llama layout, GQA, head_dim, tied
+ * embeddings, rope_theta and rope_scaling. Refuses biases, sliding windows, partial rotary and
+ * other architectures by name. Errors name the file and key. */
+RxStatus hf_config_load(ModelConfig *cfg, const char *path, RxError *err);
+
 /* ---- parameter table: {HF name, shape, offset} ---- */
 #define PARAM_NAME_MAX 96
 typedef struct {

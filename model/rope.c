@@ -21,6 +21,16 @@ void rope_config_default(RopeConfig *rc) {
     rc->high_freq_factor = 4.0;
 }
 
+static const char *const METHOD_NAMES[ROPE_METHOD_COUNT] = {
+    [ROPE_NONE] = "default", [ROPE_LINEAR] = "linear", [ROPE_NTK] = "ntk",
+    [ROPE_DYNAMIC] = "dynamic", [ROPE_YARN] = "yarn", [ROPE_LONGROPE] = "longrope",
+    [ROPE_LLAMA3] = "llama3",
+};
+
+const char *rope_method_name(RopeMethod m) {
+    return m >= 0 && m < ROPE_METHOD_COUNT ? METHOD_NAMES[m] : "?";
+}
+
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -51,6 +61,7 @@ int rope_frequencies(RopeTable *rt, const RopeConfig *rc, int64_t hs, int64_t se
     if (needs_L0 && rc->original_max_len <= 0)
         return fail(err, errlen, "rope.original_max_position_embeddings is required for this "
                     "method (the length the checkpoint was pretrained at, e.g. 2048)");
+    rt->half = half;
     rt->attention_factor = 1.0;
     rt->keep_positions = 0;
 
@@ -230,5 +241,100 @@ int rope_config_check(const RopeConfig *rc, int64_t hs, char *err, size_t errlen
     /* LongRoPE switches lists past the original length: check the long one too */
     if (rc->original_max_len > 0 &&
         rope_frequencies(&rt, rc, hs, rc->original_max_len + 1, err, errlen) != 0) return -1;
+    return 0;
+}
+
+/* ---- keys ---- */
+
+static int parse_double(const char *key, const char *v, double *out, char *err, size_t errlen) {
+    char *end;
+    double x = strtod(v, &end);
+    while (*end == ' ' || *end == '\t') end++;
+    if (end == v || *end != '\0' || !isfinite(x))
+        return fail(err, errlen, "rope.%s = '%s': expected a number", key, v);
+    *out = x;
+    return 0;
+}
+
+static int parse_int(const char *key, const char *v, int64_t *out, char *err, size_t errlen) {
+    double x = 0;
+    if (parse_double(key, v, &x, err, errlen) != 0 || x != floor(x) || x < 0 || x > 1e15)
+        return fail(err, errlen, "rope.%s = '%s': expected a whole number >= 0", key, v);
+    *out = (int64_t)x;
+    return 0;
+}
+
+static int parse_list(const char *key, const char *v, double *out, int *n, int append,
+                      char *err, size_t errlen) {
+    if (!append) *n = 0;
+    const char *p = v;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',' || *p == '[' || *p == ']' || *p == '\n') p++;
+        if (*p == '\0') return 0;
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || !isfinite(x))
+            return fail(err, errlen, "rope.%s: '%.20s' is not a number (expected a list of "
+                        "head_dim/2 numbers separated by commas)", key, p);
+        if (*n >= ROPE_MAX_PAIRS)
+            return fail(err, errlen, "rope.%s: more than %d values", key, ROPE_MAX_PAIRS);
+        out[(*n)++] = x;
+        p = end;
+    }
+}
+
+int rope_config_set(RopeConfig *rc, const char *key, const char *value, int append,
+                    char *err, size_t errlen) {
+    const char *v = value;
+    while (*v == ' ' || *v == '\t') v++;
+    if (!strcmp(key, "rope_type") || !strcmp(key, "type") || !strcmp(key, "scaling")) {
+        static const struct { const char *name; RopeMethod m; } names[] = {
+            {"default", ROPE_NONE}, {"none", ROPE_NONE}, {"linear", ROPE_LINEAR},
+            {"ntk", ROPE_NTK}, {"dynamic", ROPE_DYNAMIC}, {"yarn", ROPE_YARN},
+            {"longrope", ROPE_LONGROPE}, {"su", ROPE_LONGROPE}, {"llama3", ROPE_LLAMA3},
+        };
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (!strcmp(v, names[i].name)) { rc->method = names[i].m; return 0; }
+        return fail(err, errlen, "rope.%s = '%s': unknown method (expected one of: none, linear, "
+                    "ntk, dynamic, yarn, longrope, llama3)", key, v);
+    }
+    if (!strcmp(key, "rope_theta") || !strcmp(key, "theta")) return parse_double(key, v, &rc->theta, err, errlen);
+    if (!strcmp(key, "factor")) return parse_double(key, v, &rc->factor, err, errlen);
+    if (!strcmp(key, "original_max_position_embeddings") || !strcmp(key, "original_max_len"))
+        return parse_int(key, v, &rc->original_max_len, err, errlen);
+    if (!strcmp(key, "max_position_embeddings") || !strcmp(key, "max_len"))
+        return parse_int(key, v, &rc->max_len, err, errlen);
+    if (!strcmp(key, "beta_fast")) return parse_double(key, v, &rc->beta_fast, err, errlen);
+    if (!strcmp(key, "beta_slow")) return parse_double(key, v, &rc->beta_slow, err, errlen);
+    if (!strcmp(key, "mscale")) return parse_double(key, v, &rc->mscale, err, errlen);
+    if (!strcmp(key, "mscale_all_dim")) return parse_double(key, v, &rc->mscale_all_dim, err, errlen);
+    if (!strcmp(key, "attention_factor")) return parse_double(key, v, &rc->attention_factor, err, errlen);
+    if (!strcmp(key, "low_freq_factor")) return parse_double(key, v, &rc->low_freq_factor, err, errlen);
+    if (!strcmp(key, "high_freq_factor")) return parse_double(key, v, &rc->high_freq_factor, err, errlen);
+    if (!strcmp(key, "keep_positions")) return parse_int(key, v, &rc->keep_positions, err, errlen);
+    if (!strcmp(key, "trunc_a")) return parse_double(key, v, &rc->trunc_a, err, errlen);
+    if (!strcmp(key, "trunc_b")) return parse_double(key, v, &rc->trunc_b, err, errlen);
+    if (!strcmp(key, "trunc_rho")) return parse_double(key, v, &rc->trunc_rho, err, errlen);
+    if (!strcmp(key, "truncate")) {
+        if (!strcmp(v, "true") || !strcmp(v, "1")) rc->truncate = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0")) rc->truncate = 0;
+        else return fail(err, errlen, "rope.truncate = '%s': expected true or false", v);
+        return 0;
+    }
+    if (!strcmp(key, "short_factor"))
+        return parse_list(key, v, rc->short_factor, &rc->n_short, append, err, errlen);
+    if (!strcmp(key, "long_factor"))
+        return parse_list(key, v, rc->long_factor, &rc->n_long, append, err, errlen);
+    return fail(err, errlen, "rope.%s: unknown key (expected rope_type, rope_theta, factor, "
+                "original_max_position_embeddings, max_position_embeddings, beta_fast, beta_slow, "
+                "mscale, mscale_all_dim, attention_factor, truncate, short_factor, long_factor, "
+                "keep_positions, low_freq_factor, high_freq_factor, trunc_a, trunc_b, trunc_rho)", key);
+}
+
+int rope_check_trainable(const RopeConfig *rc, char *err, size_t errlen) {
+    if (rc->method == ROPE_DYNAMIC)
+        return fail(err, errlen, "rope.rope_type = dynamic is an inference-time method (its base "
+                    "changes with the sequence length) and cannot be trained; train with ntk or yarn "
+                    "and evaluate with dynamic");
     return 0;
 }

@@ -46,6 +46,21 @@ typedef struct {
 /* Defaults: method none, theta 10000, factor 1, yarn betas 32/1, truncate on, llama3 1/4. */
 void rope_config_default(RopeConfig *rc);
 
+/* Method names as Hugging Face writes them in rope_type ("default" for none; "su" is accepted for
+ * longrope; "ntk" is ropex's name for the static NTK-aware base change). */
+const char *rope_method_name(RopeMethod m);
+/* Sets one key from its text value. Keys are Hugging Face's names: rope_type (or type, scaling),
+ * rope_theta (or theta), factor, original_max_position_embeddings (or original_max_len),
+ * max_position_embeddings (or max_len), beta_fast, beta_slow, mscale, mscale_all_dim,
+ * attention_factor, truncate, short_factor, long_factor, low_freq_factor, high_freq_factor, and
+ * ropex's keep_positions (LongRoPE n-hat), trunc_a, trunc_b, trunc_rho (base truncation).
+ * Lists are comma- or space-separated, with optional [ ]; append = 1 adds to a list instead of
+ * replacing it (INI continuation lines). Returns 0, or -1 with a message naming key and form. */
+int rope_config_set(RopeConfig *rc, const char *key, const char *value, int append,
+                    char *err, size_t errlen);
+/* Dynamic NTK depends on the sequence length at inference time and cannot be trained. */
+int rope_check_trainable(const RopeConfig *rc, char *err, size_t errlen);
+
 /* What the rotary op applies for one sequence length. */
 typedef struct {
     int64_t half;                /* HS/2 */

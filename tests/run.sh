@@ -29,6 +29,8 @@ run() {   # run NAME COMMAND...
 
 run ops        "$build/tests/test_ops"
 run model      "$build/tests/test_model"
+run rope       "$build/tests/test_rope"
+run rope-ref   "$py" tests/ref/test_rope.py "$build"
 run cli        tests/test_cli.sh "$build/ropex"
 run parity     "$py" tests/ref/test_parity.py "$build"
 if [ "$fast" -eq 0 ]; then

@@ -4,23 +4,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdarg.h>
+
 #include "../model/model.h"
+#include "commands.h"
 
 #define ROPEX_VERSION "0.1.0"
 
-static void die(const char *fmt, const char *arg) {
+void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "ropex: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
+    va_end(ap);
     exit(2);
 }
 
-static int is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+int is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
 
-static int64_t parse_int(const char *flag, const char *s) {
+int64_t parse_positive(const char *flag, const char *s) {
     char *end;
     long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v <= 0) die("%s expects a positive integer", flag);
+    if (*s == '\0' || *end != '\0' || v <= 0) die("%s expects a positive integer, got '%s'", flag, s);
     return v;
 }
 
@@ -42,8 +48,8 @@ static int cmd_shape(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) { fputs(SHAPE_HELP, stdout); return 0; }
         else if (strcmp(argv[i], "--preset") == 0 && i + 1 < argc) preset = argv[++i];
-        else if (strcmp(argv[i], "--seq-len") == 0 && i + 1 < argc) T = parse_int("--seq-len", argv[++i]);
-        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = parse_int("--batch", argv[++i]);
+        else if (strcmp(argv[i], "--seq-len") == 0 && i + 1 < argc) T = parse_positive("--seq-len", argv[++i]);
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) B = parse_positive("--batch", argv[++i]);
         else if (strcmp(argv[i], "--table") == 0) table = 1;
         else die("shape: unknown or incomplete argument '%s' (see ropex shape --help)", argv[i]);
     }
@@ -85,6 +91,7 @@ static int cmd_shape(int argc, char **argv) {
 /* ---- dispatch ---- */
 typedef struct { const char *name; int (*run)(int, char **); const char *summary; } Command;
 static const Command COMMANDS[] = {
+    {"rope", cmd_rope, "per-dimension table of a scaled RoPE (frequencies, wavelengths, attention factor)"},
     {"shape", cmd_shape, "parameter count and exact memory of a model shape at a sequence length"},
 };
 

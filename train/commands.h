@@ -1,0 +1,14 @@
+/* The ropex subcommands and the few helpers they share (train/main.c). */
+#ifndef ROPEX_COMMANDS_H
+#define ROPEX_COMMANDS_H
+
+#include <stdint.h>
+
+/* Prints "ropex: MESSAGE" to stderr and exits 2 (user error). Only train/ exits. */
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+int is_help(const char *arg);
+int64_t parse_positive(const char *flag, const char *s);
+
+int cmd_rope(int argc, char **argv);
+
+#endif
