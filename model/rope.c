@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,52 +284,83 @@ static int parse_list(const char *key, const char *v, double *out, int *n, int a
     }
 }
 
+#define RK(name, alias, kind, field) {name, alias, kind, offsetof(RopeConfig, field)}
+const RopeKey ROPE_KEYS[] = {
+    RK("rope_type", "scaling", RK_METHOD, method),
+    RK("rope_theta", "theta", RK_DOUBLE, theta),
+    RK("factor", NULL, RK_DOUBLE, factor),
+    RK("original_max_position_embeddings", "original_max_len", RK_INT, original_max_len),
+    RK("max_position_embeddings", "max_len", RK_INT, max_len),
+    RK("beta_fast", NULL, RK_DOUBLE, beta_fast),
+    RK("beta_slow", NULL, RK_DOUBLE, beta_slow),
+    RK("mscale", NULL, RK_DOUBLE, mscale),
+    RK("mscale_all_dim", NULL, RK_DOUBLE, mscale_all_dim),
+    RK("attention_factor", NULL, RK_DOUBLE, attention_factor),
+    RK("truncate", NULL, RK_BOOL, truncate),
+    RK("short_factor", NULL, RK_LIST, short_factor),
+    RK("long_factor", NULL, RK_LIST, long_factor),
+    RK("keep_positions", NULL, RK_INT, keep_positions),
+    RK("low_freq_factor", NULL, RK_DOUBLE, low_freq_factor),
+    RK("high_freq_factor", NULL, RK_DOUBLE, high_freq_factor),
+    RK("trunc_a", NULL, RK_DOUBLE, trunc_a),
+    RK("trunc_b", NULL, RK_DOUBLE, trunc_b),
+    RK("trunc_rho", NULL, RK_DOUBLE, trunc_rho),
+};
+#undef RK
+const int ROPE_NKEYS = (int)(sizeof ROPE_KEYS / sizeof ROPE_KEYS[0]);
+
+int *rope_list_len(RopeConfig *rc, const RopeKey *k) {
+    return k->offset == offsetof(RopeConfig, short_factor) ? &rc->n_short : &rc->n_long;
+}
+
+const RopeKey *rope_key_find(const char *name) {
+    if (!strcmp(name, "type")) name = "rope_type";   /* older transformers' spelling */
+    for (int i = 0; i < ROPE_NKEYS; i++)
+        if (!strcmp(name, ROPE_KEYS[i].name) || (ROPE_KEYS[i].alias && !strcmp(name, ROPE_KEYS[i].alias)))
+            return &ROPE_KEYS[i];
+    return NULL;
+}
+
+int rope_method_parse(const char *v, RopeMethod *out) {
+    static const struct { const char *name; RopeMethod m; } names[] = {
+        {"default", ROPE_NONE}, {"none", ROPE_NONE}, {"linear", ROPE_LINEAR},
+        {"ntk", ROPE_NTK}, {"dynamic", ROPE_DYNAMIC}, {"yarn", ROPE_YARN},
+        {"longrope", ROPE_LONGROPE}, {"su", ROPE_LONGROPE}, {"llama3", ROPE_LLAMA3},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(v, names[i].name)) { *out = names[i].m; return 0; }
+    return -1;
+}
+
 int rope_config_set(RopeConfig *rc, const char *key, const char *value, int append,
                     char *err, size_t errlen) {
     const char *v = value;
     while (*v == ' ' || *v == '\t') v++;
-    if (!strcmp(key, "rope_type") || !strcmp(key, "type") || !strcmp(key, "scaling")) {
-        static const struct { const char *name; RopeMethod m; } names[] = {
-            {"default", ROPE_NONE}, {"none", ROPE_NONE}, {"linear", ROPE_LINEAR},
-            {"ntk", ROPE_NTK}, {"dynamic", ROPE_DYNAMIC}, {"yarn", ROPE_YARN},
-            {"longrope", ROPE_LONGROPE}, {"su", ROPE_LONGROPE}, {"llama3", ROPE_LLAMA3},
-        };
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-            if (!strcmp(v, names[i].name)) { rc->method = names[i].m; return 0; }
+    const RopeKey *k = rope_key_find(key);
+    if (!k) {
+        size_t used = (size_t)snprintf(err, errlen, "rope.%s: unknown key (expected", key);
+        for (int i = 0; i < ROPE_NKEYS && used < errlen; i++)
+            used += (size_t)snprintf(err + used, errlen - used, "%s %s", i ? "," : "", ROPE_KEYS[i].name);
+        if (used < errlen) snprintf(err + used, errlen - used, ")");
+        return -1;
+    }
+    char *field = (char *)rc + k->offset;
+    switch (k->kind) {
+    case RK_METHOD:
+        if (rope_method_parse(v, (RopeMethod *)field) == 0) return 0;
         return fail(err, errlen, "rope.%s = '%s': unknown method (expected one of: none, linear, "
                     "ntk, dynamic, yarn, longrope, llama3)", key, v);
-    }
-    if (!strcmp(key, "rope_theta") || !strcmp(key, "theta")) return parse_double(key, v, &rc->theta, err, errlen);
-    if (!strcmp(key, "factor")) return parse_double(key, v, &rc->factor, err, errlen);
-    if (!strcmp(key, "original_max_position_embeddings") || !strcmp(key, "original_max_len"))
-        return parse_int(key, v, &rc->original_max_len, err, errlen);
-    if (!strcmp(key, "max_position_embeddings") || !strcmp(key, "max_len"))
-        return parse_int(key, v, &rc->max_len, err, errlen);
-    if (!strcmp(key, "beta_fast")) return parse_double(key, v, &rc->beta_fast, err, errlen);
-    if (!strcmp(key, "beta_slow")) return parse_double(key, v, &rc->beta_slow, err, errlen);
-    if (!strcmp(key, "mscale")) return parse_double(key, v, &rc->mscale, err, errlen);
-    if (!strcmp(key, "mscale_all_dim")) return parse_double(key, v, &rc->mscale_all_dim, err, errlen);
-    if (!strcmp(key, "attention_factor")) return parse_double(key, v, &rc->attention_factor, err, errlen);
-    if (!strcmp(key, "low_freq_factor")) return parse_double(key, v, &rc->low_freq_factor, err, errlen);
-    if (!strcmp(key, "high_freq_factor")) return parse_double(key, v, &rc->high_freq_factor, err, errlen);
-    if (!strcmp(key, "keep_positions")) return parse_int(key, v, &rc->keep_positions, err, errlen);
-    if (!strcmp(key, "trunc_a")) return parse_double(key, v, &rc->trunc_a, err, errlen);
-    if (!strcmp(key, "trunc_b")) return parse_double(key, v, &rc->trunc_b, err, errlen);
-    if (!strcmp(key, "trunc_rho")) return parse_double(key, v, &rc->trunc_rho, err, errlen);
-    if (!strcmp(key, "truncate")) {
-        if (!strcmp(v, "true") || !strcmp(v, "1")) rc->truncate = 1;
-        else if (!strcmp(v, "false") || !strcmp(v, "0")) rc->truncate = 0;
-        else return fail(err, errlen, "rope.truncate = '%s': expected true or false", v);
+    case RK_DOUBLE: return parse_double(key, v, (double *)field, err, errlen);
+    case RK_INT: return parse_int(key, v, (int64_t *)field, err, errlen);
+    case RK_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "1")) *(int *)field = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0")) *(int *)field = 0;
+        else return fail(err, errlen, "rope.%s = '%s': expected true or false", key, v);
         return 0;
+    case RK_LIST:
+        return parse_list(key, v, (double *)field, rope_list_len(rc, k), append, err, errlen);
     }
-    if (!strcmp(key, "short_factor"))
-        return parse_list(key, v, rc->short_factor, &rc->n_short, append, err, errlen);
-    if (!strcmp(key, "long_factor"))
-        return parse_list(key, v, rc->long_factor, &rc->n_long, append, err, errlen);
-    return fail(err, errlen, "rope.%s: unknown key (expected rope_type, rope_theta, factor, "
-                "original_max_position_embeddings, max_position_embeddings, beta_fast, beta_slow, "
-                "mscale, mscale_all_dim, attention_factor, truncate, short_factor, long_factor, "
-                "keep_positions, low_freq_factor, high_freq_factor, trunc_a, trunc_b, trunc_rho)", key);
+    return fail(err, errlen, "rope.%s: unhandled key kind", key);
 }
 
 int rope_check_trainable(const RopeConfig *rc, char *err, size_t errlen) {

@@ -58,6 +58,20 @@ const char *rope_method_name(RopeMethod m);
  * replacing it (INI continuation lines). Returns 0, or -1 with a message naming key and form. */
 int rope_config_set(RopeConfig *rc, const char *key, const char *value, int append,
                     char *err, size_t errlen);
+/* The keys, for code that stores or writes every one (checkpoints, config.json). */
+typedef enum { RK_METHOD, RK_DOUBLE, RK_INT, RK_BOOL, RK_LIST } RopeKeyKind;
+typedef struct {
+    const char *name;     /* Hugging Face's name */
+    const char *alias;    /* DESIGN.md's short name, or NULL */
+    RopeKeyKind kind;     /* field type: RopeMethod, double, int64_t, int, double[] */
+    size_t offset;        /* of the field in RopeConfig */
+} RopeKey;
+extern const RopeKey ROPE_KEYS[];
+extern const int ROPE_NKEYS;
+const RopeKey *rope_key_find(const char *name);   /* by name, alias or legacy "type" */
+int *rope_list_len(RopeConfig *rc, const RopeKey *k);   /* n_short or n_long for an RK_LIST key */
+int rope_method_parse(const char *name, RopeMethod *out);   /* 0, or -1 if unknown */
+
 /* Dynamic NTK depends on the sequence length at inference time and cannot be trained. */
 int rope_check_trainable(const RopeConfig *rc, char *err, size_t errlen);
 
