@@ -3,7 +3,7 @@
 # Missing libraries: `make deps` (scripts/setup.sh) installs the Debian packages in scripts/deps.txt.
 
 CC      ?= cc
-PKGS    := openblas libcjson inih
+PKGS    := openblas libcjson inih hdf5
 STD     := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -fopenmp
 OPT     ?= -O3 -march=native
 BUILD   ?= build
@@ -24,26 +24,30 @@ endif
 CFLAGS  := $(STD) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lm $(EXTRA_LDLIBS)
 
-MODEL_SRC := model/model.c model/ops.c model/rope.c model/hf_config.c
-TRAIN_SRC := train/main.c train/config.c train/cmd_rope.c
+MODEL_SRC := model/model.c model/ops.c model/rope.c model/hf_config.c model/hf_io.c \
+             model/safetensors.c model/ckpt_h5.c model/llama2c.c model/fsutil.c
+TRAIN_SRC := train/main.c train/config.c train/cmd_rope.c train/cmd_ckpt.c
 LIB_OBJ   := $(MODEL_SRC:%.c=$(BUILD)/%.o)
-TESTS     := test_ops test_model test_rope parity_dump
+TESTS     := test_ops test_model test_rope test_ckpt parity_dump ckpt_logits
 TEST_BINS := $(TESTS:%=$(BUILD)/tests/%)
+BENCHES   := bench_ckpt
+BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
 
-.PHONY: all test test-fast asan clean deps help
-all: $(BUILD)/ropex $(TEST_BINS)
+.PHONY: all test test-fast asan bench clean deps help
+all: $(BUILD)/ropex $(TEST_BINS) $(BENCH_BINS)
 
 help:
 	@echo "make          build $(BUILD)/ropex and the test programs"
 	@echo "make deps     install the Debian packages ropex needs (scripts/deps.txt)"
 	@echo "make test     install what is missing, build, run every test"
 	@echo "make asan     fast tests under ASan + UBSan (build-asan/)"
+	@echo "make bench    benchmarks (figures, not pass/fail)"
 	@echo "make clean    remove build outputs"
 
 deps:
 	@scripts/setup.sh
 
-$(BUILD)/%.o: %.c $(wildcard model/*.h train/*.h tests/*.h) Makefile
+$(BUILD)/%.o: %.c $(wildcard model/*.h train/*.h tests/*.h bench/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -52,6 +56,12 @@ $(BUILD)/ropex: $(LIB_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+bench: all
+	@$(BUILD)/bench/bench_ckpt smollm-135m
 
 test:
 	@scripts/setup.sh

@@ -31,6 +31,8 @@ run ops        "$build/tests/test_ops"
 run model      "$build/tests/test_model"
 run rope       "$build/tests/test_rope"
 run rope-ref   "$py" tests/ref/test_rope.py "$build"
+run ckpt       "$build/tests/test_ckpt"
+run ckpt-ref   "$py" tests/ref/test_ckpt.py "$build"
 run cli        tests/test_cli.sh "$build/ropex"
 run parity     "$py" tests/ref/test_parity.py "$build"
 if [ "$fast" -eq 0 ]; then

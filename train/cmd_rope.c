@@ -17,7 +17,8 @@ static const char HELP[] =
     "and any per-position rule.\n"
     "\n"
     "SOURCE is one of\n"
-    "  CONFIG.ini        a run config ([model] init = hf:DIR or preset = NAME, and [rope])\n"
+    "  CONFIG.ini        a run config ([model] init = ... or preset = NAME, and [rope])\n"
+    "  CHECKPOINT.h5     a ropex checkpoint (its stored RoPE configuration)\n"
     "  DIR | config.json a Hugging Face model directory or its config.json (rope_scaling applies)\n"
     "  preset:NAME       a built-in shape: tiny, smollm-135m, tinyllama-1.1b (plain RoPE, 2048)\n"
     "Options\n"
@@ -43,9 +44,9 @@ static int load_source(RunConfig *rc, const char *src, char *err, size_t errlen)
     }
     if (has_suffix(src, ".ini")) return config_load(rc, src, err, errlen);
     if (has_suffix(src, ".h5")) {
-        snprintf(err, errlen, "%s: ropex .h5 checkpoints cannot be read yet (checkpoint I/O is "
-                 "still being built); pass the Hugging Face directory or a config", src);
-        return -1;
+        snprintf(rc->model_init, sizeof rc->model_init, "%s", src);
+        snprintf(rc->model_origin, sizeof rc->model_origin, "%s", src);
+        return 0;
     }
     snprintf(rc->model_init, sizeof rc->model_init, "hf:%s", src);
     snprintf(rc->model_origin, sizeof rc->model_origin, "%s", src);

@@ -10,5 +10,8 @@ int is_help(const char *arg);
 int64_t parse_positive(const char *flag, const char *s);
 
 int cmd_rope(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

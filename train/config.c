@@ -1,6 +1,8 @@
 /* INI run configuration (inih) and --set overrides; see config.h. */
 #include "config.h"
 
+#include "../model/ckpt.h"
+
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,13 +130,21 @@ int config_model(const RunConfig *rc, ModelConfig *out, char *err, size_t errlen
             snprintf(err, errlen, "%s", e.msg);
             return -1;
         }
+    } else if (!strncmp(rc->model_init, "llama2c:", 8)) {
+        Model m;
+        if (llama2c_import(rc->model_init + 8, &m, &e) != RX_OK) {
+            snprintf(err, errlen, "%s", e.msg);
+            return -1;
+        }
+        *out = m.cfg;
+        model_free(&m);
     } else if (rc->model_init[0]) {
-        snprintf(err, errlen, "%s: model.init = %s: only hf:DIR can be read so far (ropex .h5 "
-                 "checkpoints and llama2c: files come with checkpoint I/O)", rc->model_origin,
-                 rc->model_init);
-        return -1;
+        if (ckpt_read_config(rc->model_init, out, &e) != RX_OK) {
+            snprintf(err, errlen, "%s: model.init: %s", rc->model_origin, e.msg);
+            return -1;
+        }
     } else {
-        snprintf(err, errlen, "no model given: set [model] init = hf:DIR or preset = NAME");
+        snprintf(err, errlen, "no model given: set [model] init = CHECKPOINT.h5, hf:DIR or llama2c:FILE, or preset = NAME");
         return -1;
     }
     char msg[600];

@@ -22,7 +22,7 @@ typedef struct {
 
 typedef struct {
     char source[1024];       /* the config file read, if any */
-    char model_init[1024];   /* [model] init: hf:DIR (later also CHECKPOINT.h5, llama2c:FILE) */
+    char model_init[1024];   /* [model] init: CHECKPOINT.h5, hf:DIR or llama2c:FILE */
     char model_preset[64];   /* [model] preset: tiny, smollm-135m, tinyllama-1.1b */
     char model_origin[300];
     ConfigEntry rope[CONFIG_MAX_ENTRIES];   /* [rope] keys in order, replayed onto the model's rope */
@@ -35,7 +35,8 @@ void config_free(RunConfig *rc);
 int config_load(RunConfig *rc, const char *path, char *err, size_t errlen);
 /* Applies "section.key=value". Returns 0, or -1 with "--set ARG: message" in err. */
 int config_set(RunConfig *rc, const char *assignment, char *err, size_t errlen);
-/* The model's configuration: from [model] (preset or hf:DIR), then the [rope] keys on top. */
+/* The model's configuration: from [model] (preset, checkpoint, hf:DIR, llama2c:FILE), then the
+ * [rope] keys on top. */
 int config_model(const RunConfig *rc, ModelConfig *out, char *err, size_t errlen);
 
 #endif

@@ -91,6 +91,9 @@ static int cmd_shape(int argc, char **argv) {
 /* ---- dispatch ---- */
 typedef struct { const char *name; int (*run)(int, char **); const char *summary; } Command;
 static const Command COMMANDS[] = {
+    {"import", cmd_import, "Hugging Face directory or llama2.c file -> ropex checkpoint (.h5)"},
+    {"export", cmd_export, "ropex checkpoint -> Hugging Face directory (safetensors + config.json)"},
+    {"inspect", cmd_inspect, "what a checkpoint, Hugging Face directory or safetensors file holds"},
     {"rope", cmd_rope, "per-dimension table of a scaled RoPE (frequencies, wavelengths, attention factor)"},
     {"shape", cmd_shape, "parameter count and exact memory of a model shape at a sequence length"},
 };

@@ -236,7 +236,7 @@ def test_ini():
     p = write("bad5.ini", "[model]\npreset = tiny\n[rope]\nscaling = yarn\nfactor = 4\noriginal_max_len = 0\n")
     expect_error("INI: a combination the method cannot use names the file and key", [p],
                  f"{p}: rope.original_max_position_embeddings is required")
-    expect_error("checkpoint .h5 is not readable yet, said plainly", ["run/x.h5"], "cannot be read yet")
+    expect_error("a missing checkpoint is named", ["run/x.h5"], "run/x.h5: no such file")
 
 
 def main():

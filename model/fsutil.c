@@ -1,0 +1,87 @@
+/* Crash-safe file writes and capped whole-file reads (fsutil.h). */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int fs_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+RxStatus fs_read_file(const char *path, size_t max, uint8_t **data, size_t *len, RxError *err) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return rx_fail(err, RX_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    uint8_t *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf) return rx_fail(err, RX_ERR_NOMEM, "%s: out of memory", path);
+    if (bad) { free(buf); return rx_fail(err, RX_ERR_IO, "%s: read error", path); }
+    if (n > max) { free(buf); return rx_fail(err, RX_ERR_FORMAT, "%s: larger than %zu bytes", path, max); }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return RX_OK;
+}
+
+static RxStatus fsync_path(const char *path, int dir, RxError *err) {
+    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0) return rx_fail(err, RX_ERR_IO, "%s: cannot open to sync (%s)", path, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0 && !(dir && e == EINVAL))   /* some file systems cannot sync directories */
+        return rx_fail(err, RX_ERR_IO, "%s: fsync failed (%s)", path, strerror(e));
+    return RX_OK;
+}
+
+RxStatus fs_commit_tmp(const char *tmp, const char *path, RxError *err) {
+    RxStatus rs = fsync_path(tmp, 0, err);
+    if (rs != RX_OK) { unlink(tmp); return rs; }
+    if (rename(tmp, path) != 0) {
+        rs = rx_fail(err, RX_ERR_IO, "%s: cannot rename %s over it (%s)", path, tmp, strerror(errno));
+        unlink(tmp);
+        return rs;
+    }
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    return fsync_path(dirname(copy), 1, err);
+}
+
+RxStatus fs_writer_open(FsWriter *w, const char *path, RxError *err) {
+    memset(w, 0, sizeof *w);
+    snprintf(w->path, sizeof w->path, "%s", path);
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
+    w->f = fopen(w->tmp, "wb");
+    if (!w->f) return rx_fail(err, RX_ERR_IO, "%s: cannot create (%s)", w->tmp, strerror(errno));
+    return RX_OK;
+}
+
+RxStatus fs_writer_put(FsWriter *w, const void *data, size_t n, RxError *err) {
+    if (n && fwrite(data, 1, n, w->f) != n)
+        return rx_fail(err, RX_ERR_IO, "%s: write failed (%s)", w->tmp, strerror(errno));
+    return RX_OK;
+}
+
+RxStatus fs_writer_commit(FsWriter *w, RxStatus status, RxError *err) {
+    if (fclose(w->f) != 0 && status == RX_OK)
+        status = rx_fail(err, RX_ERR_IO, "%s: write failed (%s)", w->tmp, strerror(errno));
+    w->f = NULL;
+    if (status != RX_OK) { unlink(w->tmp); return status; }
+    return fs_commit_tmp(w->tmp, w->path, err);
+}
+
+RxStatus fs_write_atomic(const char *path, const void *data, size_t n, RxError *err) {
+    FsWriter w;
+    RxStatus rs = fs_writer_open(&w, path, err);
+    if (rs != RX_OK) return rs;
+    return fs_writer_commit(&w, fs_writer_put(&w, data, n, err), err);
+}
