@@ -24,13 +24,15 @@ endif
 CFLAGS  := $(STD) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lm $(EXTRA_LDLIBS)
 
-MODEL_SRC := model/model.c model/ops.c model/rope.c model/hf_config.c model/hf_io.c \
+MODEL_SRC := model/model.c model/ops.c model/attention.c model/rope.c model/hf_config.c model/hf_io.c \
              model/safetensors.c model/ckpt_h5.c model/llama2c.c model/fsutil.c
-TRAIN_SRC := train/main.c train/config.c train/cmd_rope.c train/cmd_ckpt.c
+TRAIN_SRC := train/main.c train/config.c train/cmd_rope.c train/cmd_ckpt.c train/cpu.c
+OPTIM_SRC := optim/adamw.c
 LIB_OBJ   := $(MODEL_SRC:%.c=$(BUILD)/%.o)
+OPTIM_OBJ := $(OPTIM_SRC:%.c=$(BUILD)/%.o)
 TESTS     := test_ops test_model test_rope test_ckpt parity_dump ckpt_logits
 TEST_BINS := $(TESTS:%=$(BUILD)/tests/%)
-BENCHES   := bench_ckpt
+BENCHES   := bench_ckpt bench_train
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
 
 .PHONY: all test test-fast asan bench clean deps help
@@ -47,7 +49,7 @@ help:
 deps:
 	@scripts/setup.sh
 
-$(BUILD)/%.o: %.c $(wildcard model/*.h train/*.h tests/*.h bench/*.h) Makefile
+$(BUILD)/%.o: %.c $(wildcard model/*.h optim/*.h train/*.h tests/*.h bench/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -57,10 +59,11 @@ $(BUILD)/ropex: $(LIB_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ) $(OPTIM_OBJ) $(BUILD)/train/cpu.o
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 bench: all
+	@/usr/bin/python3 bench/run.py $(BUILD)
 	@$(BUILD)/bench/bench_ckpt smollm-135m
 
 test:

@@ -201,19 +201,23 @@ static float *carve(float *base, size_t *off, size_t n) {
     return p;
 }
 
-static size_t acts_layout(Activations *a, float *base, const ModelConfig *c, int64_t B, int64_t T) {
-    const size_t N = (size_t)(B * T), L = (size_t)c->n_layers, C = (size_t)c->dim;
+/* slots: layers whose activations are kept (L, or 1 when layers are recomputed in backward). */
+static size_t acts_layout(Activations *a, float *base, const ModelConfig *c, int64_t B, int64_t T,
+                          size_t slots) {
+    const size_t N = (size_t)(B * T), L = slots, C = (size_t)c->dim;
     const size_t QD = (size_t)(c->n_heads * c->head_dim), KD = (size_t)(c->n_kv_heads * c->head_dim);
     const size_t H = (size_t)c->hidden_dim, NH = (size_t)c->n_heads;
     size_t off = 0;
-    a->resid = carve(base, &off, (L + 1) * N * C);
+    a->resid = carve(base, &off, ((size_t)c->n_layers + 1) * N * C);   /* always every layer */
     a->ln1 = carve(base, &off, L * N * C);
     a->rstd1 = carve(base, &off, L * N);
     a->q = carve(base, &off, L * N * QD);
     a->k = carve(base, &off, L * N * KD);
     a->v = carve(base, &off, L * N * KD);
-    a->att = carve(base, &off, L * N * QD);
-    a->lse = carve(base, &off, L * N * NH);
+    /* attention output and log-sum-exp: every layer even when recomputing, so that the
+     * recomputation never reruns attention (the costliest op at long T) */
+    a->att = carve(base, &off, (size_t)c->n_layers * N * QD);
+    a->lse = carve(base, &off, (size_t)c->n_layers * N * NH);
     a->mid = carve(base, &off, L * N * C);
     a->ln2 = carve(base, &off, L * N * C);
     a->rstd2 = carve(base, &off, L * N);
@@ -258,7 +262,8 @@ ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T) {
     Scratch s;
     mm.params = t.total * sizeof(float);
     mm.grads = mm.params;
-    mm.acts = acts_layout(&a, NULL, &c, B, T) * sizeof(float);
+    mm.acts = acts_layout(&a, NULL, &c, B, T, (size_t)c.n_layers) * sizeof(float);
+    mm.acts_recompute = acts_layout(&a, NULL, &c, B, T, 1) * sizeof(float);
     mm.scratch = scratch_layout(&s, NULL, &c, B, T) * sizeof(float) + (size_t)(B * T) * sizeof(int32_t);
     mm.rope = 2 * (size_t)T * (size_t)(c.head_dim / 2) * sizeof(float);
     free(t.entries);
@@ -266,10 +271,11 @@ ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T) {
 }
 
 static RxStatus ensure_buffers(Model *m, int64_t B, int64_t T, RxError *err) {
-    if (m->B == B && m->T == T) return RX_OK;
+    const size_t slots = m->recompute ? 1 : (size_t)m->cfg.n_layers;
+    if (m->B == B && m->T == T && m->act_slots == slots) return RX_OK;
     free(m->act_mem); free(m->scr_mem); free(m->pos);
     m->act_mem = m->scr_mem = NULL; m->pos = NULL; m->B = m->T = 0;
-    m->act_floats = acts_layout(&m->acts, NULL, &m->cfg, B, T);
+    m->act_floats = acts_layout(&m->acts, NULL, &m->cfg, B, T, slots);
     m->scr_floats = scratch_layout(&m->scr, NULL, &m->cfg, B, T);
     m->act_mem = alloc_floats(m->act_floats);
     m->scr_mem = alloc_floats(m->scr_floats);
@@ -278,7 +284,8 @@ static RxStatus ensure_buffers(Model *m, int64_t B, int64_t T, RxError *err) {
         return rx_fail(err, RX_ERR_NOMEM, "out of memory for activations of B=%lld T=%lld "
                        "(%.1f MiB)", (long long)B, (long long)T,
                        (m->act_floats + m->scr_floats) * 4.0 / 1048576.0);
-    acts_layout(&m->acts, m->act_mem, &m->cfg, B, T);
+    acts_layout(&m->acts, m->act_mem, &m->cfg, B, T, slots);
+    m->act_slots = slots;
     scratch_layout(&m->scr, m->scr_mem, &m->cfg, B, T);
     for (int64_t n = 0; n < B * T; n++) m->pos[n] = (int32_t)(n % T);
     char msg[400];
@@ -289,6 +296,51 @@ static RxStatus ensure_buffers(Model *m, int64_t B, int64_t T, RxError *err) {
 }
 
 /* ---- forward ---- */
+
+/* Where layer l's saved activations live: its own slot, or the single slot when recomputing. */
+typedef struct {
+    float *ln1, *rstd1, *q, *k, *v, *att, *lse, *mid, *ln2, *rstd2, *gate, *up, *act;
+} LayerActs;
+
+static LayerActs layer_acts(const Model *m, int64_t l) {
+    const ModelConfig *c = &m->cfg;
+    const int64_t N = m->B * m->T, C = c->dim, QD = c->n_heads * c->head_dim;
+    const int64_t KD = c->n_kv_heads * c->head_dim, H = c->hidden_dim, s = m->recompute ? 0 : l;
+    const Activations *a = &m->acts;
+    return (LayerActs){a->ln1 + s * N * C, a->rstd1 + s * N, a->q + s * N * QD, a->k + s * N * KD,
+                       a->v + s * N * KD, a->att + l * N * QD, a->lse + l * N * c->n_heads,
+                       a->mid + s * N * C, a->ln2 + s * N * C, a->rstd2 + s * N, a->gate + s * N * H,
+                       a->up + s * N * H, a->act + s * N * H};
+}
+
+/* resid[l] -> resid[l+1], saving what backward needs. again = 1 rebuilds the activations in
+ * backward: attention's output and log-sum-exp are kept, so attention is not run again (and
+ * resid[l+1], already known, is not rewritten). */
+static void layer_forward(Model *m, int64_t l, int again) {
+    const ModelConfig *c = &m->cfg;
+    const int64_t B = m->B, T = m->T, N = B * T;
+    const int64_t C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
+    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim;
+    const LayerWeights *w = &m->w.layer[l];
+    const float *x = m->acts.resid + l * N * C;
+    LayerActs s = layer_acts(m, l);
+    rmsnorm_forward(s.ln1, s.rstd1, x, w->ln1, N, C, c->norm_eps);
+    linear_forward(s.q, s.ln1, w->wq, N, C, QD, 0);
+    linear_forward(s.k, s.ln1, w->wk, N, C, KD, 0);
+    linear_forward(s.v, s.ln1, w->wv, N, C, KD, 0);
+    rope_forward(s.q, s.q, &m->rope, m->pos, N, NH, HS);
+    rope_forward(s.k, s.k, &m->rope, m->pos, N, NKV, HS);
+    if (!again) attention_forward(s.att, s.lse, s.q, s.k, s.v, NULL, B, T, NH, NKV, HS);
+    linear_forward(m->scr.proj, s.att, w->wo, N, QD, C, 0);
+    residual_forward(s.mid, x, m->scr.proj, (size_t)(N * C));
+    rmsnorm_forward(s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->norm_eps);
+    linear_forward(s.gate, s.ln2, w->wgate, N, C, H, 0);
+    linear_forward(s.up, s.ln2, w->wup, N, C, H, 0);
+    swiglu_forward(s.act, s.gate, s.up, N, H);
+    if (again) return;
+    linear_forward(m->scr.proj, s.act, w->wdown, N, H, C, 0);
+    residual_forward(m->acts.resid + (l + 1) * N * C, s.mid, m->scr.proj, (size_t)(N * C));
+}
 
 RxStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
                        int64_t B, int64_t T, float *loss, RxError *err) {
@@ -307,36 +359,13 @@ RxStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
     RxStatus st = ensure_buffers(m, B, T, err);
     if (st != RX_OK) return st;
 
-    const int64_t C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
-    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim;
+    const int64_t C = c->dim;
     Activations *a = &m->acts;
     m->tokens = tokens;
     m->targets = targets;
 
     embed_forward(a->resid, tokens, m->w.embed, N, C);
-    for (int64_t l = 0; l < c->n_layers; l++) {
-        const LayerWeights *w = &m->w.layer[l];
-        const float *x = a->resid + l * N * C;
-        float *ln1 = a->ln1 + l * N * C, *q = a->q + l * N * QD, *k = a->k + l * N * KD;
-        float *v = a->v + l * N * KD, *att = a->att + l * N * QD, *mid = a->mid + l * N * C;
-        float *ln2 = a->ln2 + l * N * C, *gate = a->gate + l * N * H, *up = a->up + l * N * H;
-        float *act = a->act + l * N * H;
-        rmsnorm_forward(ln1, a->rstd1 + l * N, x, w->ln1, N, C, c->norm_eps);
-        linear_forward(q, ln1, w->wq, N, C, QD, 0);
-        linear_forward(k, ln1, w->wk, N, C, KD, 0);
-        linear_forward(v, ln1, w->wv, N, C, KD, 0);
-        rope_forward(q, q, &m->rope, m->pos, N, NH, HS);
-        rope_forward(k, k, &m->rope, m->pos, N, NKV, HS);
-        attention_forward(att, a->lse + l * N * NH, q, k, v, B, T, NH, NKV, HS);
-        linear_forward(m->scr.proj, att, w->wo, N, QD, C, 0);
-        residual_forward(mid, x, m->scr.proj, (size_t)(N * C));
-        rmsnorm_forward(ln2, a->rstd2 + l * N, mid, w->ln2, N, C, c->norm_eps);
-        linear_forward(gate, ln2, w->wgate, N, C, H, 0);
-        linear_forward(up, ln2, w->wup, N, C, H, 0);
-        swiglu_forward(act, gate, up, N, H);
-        linear_forward(m->scr.proj, act, w->wdown, N, H, C, 0);
-        residual_forward(a->resid + (l + 1) * N * C, mid, m->scr.proj, (size_t)(N * C));
-    }
+    for (int64_t l = 0; l < c->n_layers; l++) layer_forward(m, l, 0);
     rmsnorm_forward(a->lnf, a->rstdf, a->resid + c->n_layers * N * C, m->w.final_norm, N, C, c->norm_eps);
 
     m->n_counted = 0;
@@ -363,19 +392,58 @@ void model_logits(Model *m, int64_t row0, int64_t n, float *out) {
 
 /* ---- backward ---- */
 
-void model_backward(Model *m) {
+/* d resid[l+1] (in scr.dresid) -> d resid[l] (in scr.dresid), accumulating layer l's gradients. */
+static void layer_backward(Model *m, int64_t l) {
     const ModelConfig *c = &m->cfg;
-    ASSERT(m->grads && m->targets && m->B > 0);
     const int64_t B = m->B, T = m->T, N = B * T;
     const int64_t C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
-    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim, V = c->vocab;
-    const Activations *a = &m->acts;
+    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim;
+    const LayerWeights *w = &m->w.layer[l];
+    LayerWeights *g = &m->g.layer[l];
+    const float *x = m->acts.resid + l * N * C;
+    const LayerActs a = layer_acts(m, l);
     Scratch *s = &m->scr;
     const size_t NC = (size_t)(N * C);
 #define ZERO(p, n) memset((p), 0, (size_t)(n) * sizeof(float))
+    /* resid[l+1] = mid + down(act) */
+    ZERO(s->dmid, NC); ZERO(s->dproj, NC);
+    residual_backward(s->dmid, s->dproj, s->dresid, NC);
+    ZERO(s->dact, N * H);
+    linear_backward(s->dact, g->wdown, s->dproj, a.act, w->wdown, N, H, C);
+    ZERO(s->dgate, N * H); ZERO(s->dup, N * H);
+    swiglu_backward(s->dgate, s->dup, s->dact, a.gate, a.up, N, H);
+    ZERO(s->dln, NC);
+    linear_backward(s->dln, g->wgate, s->dgate, a.ln2, w->wgate, N, C, H);
+    linear_backward(s->dln, g->wup, s->dup, a.ln2, w->wup, N, C, H);
+    rmsnorm_backward(s->dmid, g->ln2, s->dln, a.mid, w->ln2, a.rstd2, N, C);
+    /* mid = x + o_proj(att); the residual stream gradient is rebuilt in dresid */
+    ZERO(s->dresid, NC); ZERO(s->dproj, NC);
+    residual_backward(s->dresid, s->dproj, s->dmid, NC);
+    ZERO(s->datt, N * QD);
+    linear_backward(s->datt, g->wo, s->dproj, a.att, w->wo, N, QD, C);
+    ZERO(s->dq, N * QD); ZERO(s->dk, N * KD); ZERO(s->dv, N * KD);
+    attention_backward(s->dq, s->dk, s->dv, s->datt, a.q, a.k, a.v, a.att, a.lse, NULL, B, T, NH, NKV, HS);
+    ZERO(s->dq_pre, N * QD); ZERO(s->dk_pre, N * KD);
+    rope_backward(s->dq_pre, s->dq, &m->rope, m->pos, N, NH, HS);
+    rope_backward(s->dk_pre, s->dk, &m->rope, m->pos, N, NKV, HS);
+    ZERO(s->dln, NC);
+    linear_backward(s->dln, g->wq, s->dq_pre, a.ln1, w->wq, N, C, QD);
+    linear_backward(s->dln, g->wk, s->dk_pre, a.ln1, w->wk, N, C, KD);
+    linear_backward(s->dln, g->wv, s->dv, a.ln1, w->wv, N, C, KD);
+    rmsnorm_backward(s->dresid, g->ln1, s->dln, x, w->ln1, a.rstd1, N, C);
+#undef ZERO
+}
+
+void model_backward(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    ASSERT(m->grads && m->targets && m->B > 0);
+    const int64_t N = m->B * m->T, C = c->dim, V = c->vocab;
+    const Activations *a = &m->acts;
+    Scratch *s = &m->scr;
+    const size_t NC = (size_t)(N * C);
 
     /* LM head + cross-entropy, chunk by chunk, logits recomputed (never T x V) */
-    ZERO(s->dln, NC);
+    memset(s->dln, 0, NC * sizeof(float));
     if (m->n_counted > 0) {
         const float scale = 1.0f / (float)m->n_counted;   /* loss = mean over counted targets */
         for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
@@ -386,48 +454,13 @@ void model_backward(Model *m) {
                             m->w.lm_head, n, C, V);
         }
     }
-    ZERO(s->dresid, NC);
+    memset(s->dresid, 0, NC * sizeof(float));
     rmsnorm_backward(s->dresid, m->g.final_norm, s->dln, a->resid + c->n_layers * N * C,
                      m->w.final_norm, a->rstdf, N, C);
 
     for (int64_t l = c->n_layers - 1; l >= 0; l--) {
-        const LayerWeights *w = &m->w.layer[l];
-        LayerWeights *g = &m->g.layer[l];
-        const float *x = a->resid + l * N * C, *ln1 = a->ln1 + l * N * C;
-        const float *q = a->q + l * N * QD, *k = a->k + l * N * KD, *v = a->v + l * N * KD;
-        const float *att = a->att + l * N * QD, *mid = a->mid + l * N * C;
-        const float *ln2 = a->ln2 + l * N * C, *gate = a->gate + l * N * H;
-        const float *up = a->up + l * N * H, *act = a->act + l * N * H;
-
-        /* resid[l+1] = mid + down(act) */
-        ZERO(s->dmid, NC); ZERO(s->dproj, NC);
-        residual_backward(s->dmid, s->dproj, s->dresid, NC);
-        ZERO(s->dact, N * H);
-        linear_backward(s->dact, g->wdown, s->dproj, act, w->wdown, N, H, C);
-        ZERO(s->dgate, N * H); ZERO(s->dup, N * H);
-        swiglu_backward(s->dgate, s->dup, s->dact, gate, up, N, H);
-        ZERO(s->dln, NC);
-        linear_backward(s->dln, g->wgate, s->dgate, ln2, w->wgate, N, C, H);
-        linear_backward(s->dln, g->wup, s->dup, ln2, w->wup, N, C, H);
-        rmsnorm_backward(s->dmid, g->ln2, s->dln, mid, w->ln2, a->rstd2 + l * N, N, C);
-
-        /* mid = x + o_proj(att); the residual stream gradient is rebuilt in dresid */
-        ZERO(s->dresid, NC); ZERO(s->dproj, NC);
-        residual_backward(s->dresid, s->dproj, s->dmid, NC);
-        ZERO(s->datt, N * QD);
-        linear_backward(s->datt, g->wo, s->dproj, att, w->wo, N, QD, C);
-        ZERO(s->dq, N * QD); ZERO(s->dk, N * KD); ZERO(s->dv, N * KD);
-        attention_backward(s->dq, s->dk, s->dv, s->datt, q, k, v, att, a->lse + l * N * NH,
-                           B, T, NH, NKV, HS);
-        ZERO(s->dq_pre, N * QD); ZERO(s->dk_pre, N * KD);
-        rope_backward(s->dq_pre, s->dq, &m->rope, m->pos, N, NH, HS);
-        rope_backward(s->dk_pre, s->dk, &m->rope, m->pos, N, NKV, HS);
-        ZERO(s->dln, NC);
-        linear_backward(s->dln, g->wq, s->dq_pre, ln1, w->wq, N, C, QD);
-        linear_backward(s->dln, g->wk, s->dk_pre, ln1, w->wk, N, C, KD);
-        linear_backward(s->dln, g->wv, s->dv, ln1, w->wv, N, C, KD);
-        rmsnorm_backward(s->dresid, g->ln1, s->dln, x, w->ln1, a->rstd1 + l * N, N, C);
+        if (m->recompute) layer_forward(m, l, 1);   /* rebuild this layer's activations from resid[l] */
+        layer_backward(m, l);
     }
     embed_backward(m->g.embed, s->dresid, m->tokens, N, C);
-#undef ZERO
 }

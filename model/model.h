@@ -86,7 +86,9 @@ typedef struct {
     LayerWeights *layer;   /* [L] */
 } Weights;
 
-/* Saved activations of one forward pass of B x T tokens (N = B*T rows). */
+/* Saved activations of one forward pass of B x T tokens (N = B*T rows). The per-layer arrays
+ * hold L slots, or one when the model recomputes layers in backward (Model.recompute); the
+ * residual stream always keeps every layer's input. */
 typedef struct {
     float *resid;   /* (L+1, N, C) residual stream entering each layer; [L] leaves the last */
     float *ln1;     /* (L, N, C) */
@@ -133,7 +135,10 @@ typedef struct {
     float *grads;          /* table.total floats, same layout; NULL until model_alloc_grads */
     Weights w, g;          /* views of params and grads */
     /* per-pass state */
+    int recompute;         /* 1: keep each layer's input and attention output (and lse) only,
+                            * recompute the rest of the layer in backward */
     int64_t B, T;          /* shape the activation buffers were sized for (0 = none) */
+    size_t act_slots;      /* layers whose activations the buffer holds (L, or 1) */
     float *act_mem; size_t act_floats;
     float *scr_mem; size_t scr_floats;
     Activations acts;
@@ -158,7 +163,7 @@ void model_init_random(Model *m, uint64_t seed, float std);
 const ParamEntry *model_param(const Model *m, const char *name);   /* NULL if absent */
 
 /* Exact byte counts for a pass of B x T (computed before any allocation). */
-typedef struct { size_t params, grads, acts, scratch, rope; } ModelMemory;
+typedef struct { size_t params, grads, acts, acts_recompute, scratch, rope; } ModelMemory;
 ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T);
 
 /* Forward over tokens (B, T). targets (B, T) may be NULL (no loss: returns NAN). Returns the mean

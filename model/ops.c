@@ -106,8 +106,8 @@ static float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                       int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
+void attention_ref_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                           const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
     const int64_t G = NH / NKV;
     const float scale = 1.0f / sqrtf((float)HS);
     #pragma omp parallel
@@ -118,11 +118,13 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < NH; h++) {
                 const int64_t kh = h / G;
+                const int32_t *doc = mk && mk->doc ? mk->doc + b * T : NULL;
                 for (int64_t t = 0; t < T; t++) {
                     const float *qt = q + ((b * T + t) * NH + h) * HS;
                     float m = -INFINITY;
                     for (int64_t j = 0; j <= t; j++) {
-                        row[j] = dot(qt, k + ((b * T + j) * NKV + kh) * HS, HS) * scale;
+                        row[j] = attn_allowed(mk, doc, t, j)
+                                 ? dot(qt, k + ((b * T + j) * NKV + kh) * HS, HS) * scale : -INFINITY;
                         if (row[j] > m) m = row[j];
                     }
                     float sum = 0;
@@ -140,9 +142,9 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     }
 }
 
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                        const float *k, const float *v, const float *out, const float *lse,
-                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
+void attention_ref_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                            const float *k, const float *v, const float *out, const float *lse,
+                            const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
     /* forward: s_j = q.k_j * scale;  p_j = exp(s_j - lse);  o = sum_j p_j v_j
      * => dv_j += p_j do;  dp_j = do.v_j;  ds_j = p_j (dp_j - do.o);  dq += ds_j scale k_j;
      *    dk_j += ds_j scale q.  One task per (b, kv head): the heads of a group share dk, dv. */
@@ -156,8 +158,10 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                     const int64_t qi = ((b * T + t) * NH + h) * HS;
                     const float *qt = q + qi, *dot_ = dout + qi;
                     const float D = dot(dot_, out + qi, HS), l = lse[(b * NH + h) * T + t];
+                    const int32_t *doc = mk && mk->doc ? mk->doc + b * T : NULL;
                     float *dqt = dq + qi;
                     for (int64_t j = 0; j <= t; j++) {
+                        if (!attn_allowed(mk, doc, t, j)) continue;
                         const int64_t ki = ((b * T + j) * NKV + kh) * HS;
                         const float p = expf(dot(qt, k + ki, HS) * scale - l);
                         const float ds = p * (dot(dot_, v + ki, HS) - D) * scale;

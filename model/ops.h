@@ -28,15 +28,43 @@ void linear_backward(float *dx, float *dw, const float *dout, const float *x, co
 /* Naive triple loop of linear_forward (accumulate = 0), the test oracle for the sgemm path. */
 void linear_forward_naive(float *out, const float *x, const float *w, int64_t N, int64_t IC, int64_t OC);
 
-/* Causal grouped-query attention, reference kernel: rows of length T per sequence.
+/* Which keys a query sees, beside causality (key j <= query i):
+ *   doc:    (B, T) document id of each token, non-decreasing along t (packed sequences); a query
+ *           sees only keys of its own document. NULL: one document per row.
+ *   window: > 0 for the Lambda-shaped mask: query i sees key j only if i - j < window or
+ *           j < sink (the first `sink` tokens stay visible). 0: no window. */
+typedef struct {
+    const int32_t *doc;
+    int64_t sink, window;
+} AttnMask;
+
+static inline int attn_allowed(const AttnMask *mk, const int32_t *doc_row, int64_t i, int64_t j) {
+    if (j > i) return 0;
+    if (doc_row && doc_row[i] != doc_row[j]) return 0;
+    if (mk && mk->window > 0 && i - j >= mk->window && j >= mk->sink) return 0;
+    return 1;
+}
+
+/* Grouped-query attention with a causal mask (and optionally document / window masks).
  * out (B, T, NH, HS); lse (B, NH, T) log-sum-exp of each score row (the only saved statistic;
  * backward recomputes the probabilities); q (B, T, NH, HS); k, v (B, T, NKV, HS).
- * scores = q.k / sqrt(HS); query head h reads kv head h / (NH/NKV). */
+ * scores = q.k / sqrt(HS); query head h reads kv head h / (NH/NKV). mk may be NULL (causal).
+ *
+ * attention_forward/backward: the tiled online-softmax kernel (FlashAttention on CPU): blocks of
+ * ATT_BLOCK queries x ATT_BLOCK keys through sgemm, a vectorised exp, fully masked blocks skipped;
+ * nothing of size T x T is ever allocated. attention_ref_*: the plain per-row loops, kept as the
+ * test oracle. Both write the same outputs. */
+#define ATT_BLOCK 128
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                       int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
+                       const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *out, const float *lse,
-                        int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
+                        const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
+void attention_ref_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                           const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
+void attention_ref_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                            const float *k, const float *v, const float *out, const float *lse,
+                            const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
 
 /* out (N, H) = silu(gate) * up */
 void swiglu_forward(float *out, const float *gate, const float *up, int64_t N, int64_t H);

@@ -82,6 +82,34 @@ static void test_determinism(void) {
     free(g1); free(g2); free(g3);
 }
 
+/* Recomputing layers in backward must give exactly the gradients of keeping everything. */
+static void test_recompute(void) {
+    ModelConfig cfg = small_config(1);
+    Model a, b;
+    RxError err;
+    ASSERT(model_init(&a, &cfg, &err) == RX_OK && model_alloc_grads(&a, &err) == RX_OK);
+    ASSERT(model_init(&b, &cfg, &err) == RX_OK && model_alloc_grads(&b, &err) == RX_OK);
+    model_init_random(&a, seed + 11, 0.2f);
+    memcpy(b.params, a.params, a.table.total * 4);
+    b.recompute = 1;
+    const int64_t B = 2, T = 150, N = B * T;   /* several attention blocks */
+    int32_t *tok = malloc(N * 4), *tgt = malloc(N * 4);
+    make_batch(tok, tgt, N, T, cfg.vocab, seed + 12);
+    float la, lb;
+    ASSERT(model_forward(&a, tok, tgt, B, T, &la, &err) == RX_OK);
+    model_backward(&a);
+    ASSERT(model_forward(&b, tok, tgt, B, T, &lb, &err) == RX_OK);
+    model_backward(&b);
+    ModelMemory mm = model_memory(&cfg, B, T);
+    tu_report(la == lb && !memcmp(a.grads, b.grads, a.table.total * 4) && b.act_floats * 4 == mm.acts_recompute &&
+              mm.acts_recompute < mm.acts,
+              "recompute = layer: loss and every gradient bit-identical to keeping all activations",
+              "activations %zu bytes instead of %zu", mm.acts_recompute, mm.acts);
+    free(tok); free(tgt);
+    model_free(&a);
+    model_free(&b);
+}
+
 /* Table of impossible configs and the message each must give. */
 static void test_config_errors(void) {
     struct { const char *what; void (*edit)(ModelConfig *); const char *expect; } cases[] = {
@@ -206,6 +234,7 @@ int main(void) {
     seed = tu_seed(42);
     set_threads(2);
     test_determinism();
+    test_recompute();
     test_config_errors();
     test_memory_and_table();
     test_model_fd();

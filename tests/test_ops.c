@@ -160,19 +160,36 @@ static void test_rope(void) {
 }
 
 /* ---- attention ---- */
-typedef struct { int64_t B, T, NH, NKV, HS; float *q, *k, *v, *dq, *dk, *dv, *out, *lse, *r; } AttCtx;
+typedef struct {
+    int64_t B, T, NH, NKV, HS;
+    const AttnMask *mk;
+    int flash;   /* 1: tiled kernel, 0: reference kernel */
+    float *q, *k, *v, *dq, *dk, *dv, *out, *lse, *r;
+} AttCtx;
 static double att_f(void *p) {
     AttCtx *c = p;
-    attention_forward(c->out, c->lse, c->q, c->k, c->v, c->B, c->T, c->NH, c->NKV, c->HS);
+    (c->flash ? attention_forward : attention_ref_forward)(c->out, c->lse, c->q, c->k, c->v, c->mk,
+                                                           c->B, c->T, c->NH, c->NKV, c->HS);
     return weighted_sum(c->out, c->r, (size_t)(c->B * c->T * c->NH * c->HS));
 }
 static void att_g(void *p) {
     AttCtx *c = p;
     att_f(p);
-    attention_backward(c->dq, c->dk, c->dv, c->r, c->q, c->k, c->v, c->out, c->lse,
-                       c->B, c->T, c->NH, c->NKV, c->HS);
+    (c->flash ? attention_backward : attention_ref_backward)(c->dq, c->dk, c->dv, c->r, c->q, c->k, c->v,
+                                                             c->out, c->lse, c->mk, c->B, c->T, c->NH,
+                                                             c->NKV, c->HS);
 }
-/* The attention definition with the T x T matrix written out, in double. */
+static void att_alloc(AttCtx *c) {
+    size_t nq = (size_t)(c->B * c->T * c->NH * c->HS), nk = (size_t)(c->B * c->T * c->NKV * c->HS);
+    c->q = vec(nq, 1); c->k = vec(nk, 1); c->v = vec(nk, 1);
+    c->dq = zeros(nq); c->dk = zeros(nk); c->dv = zeros(nk);
+    c->out = zeros(nq); c->lse = zeros((size_t)(c->B * c->NH * c->T)); c->r = vec(nq, 1);
+}
+static void att_free(AttCtx *c) {
+    free(c->q); free(c->k); free(c->v); free(c->dq); free(c->dk); free(c->dv);
+    free(c->out); free(c->lse); free(c->r);
+}
+/* The attention definition with the T x T matrix written out, in double, masks included. */
 static double attention_naive_maxerr(const AttCtx *c) {
     const int64_t B = c->B, T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, G = NH / NKV;
     double worst = 0;
@@ -180,9 +197,10 @@ static double attention_naive_maxerr(const AttCtx *c) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NH; h++)
             for (int64_t t = 0; t < T; t++) {
+                const int32_t *doc = c->mk && c->mk->doc ? c->mk->doc + b * T : NULL;
                 double m = -INFINITY, z = 0;
                 for (int64_t j = 0; j < T; j++) {
-                    if (j > t) { s[j] = -INFINITY; continue; }
+                    if (!attn_allowed(c->mk, doc, t, j)) { s[j] = -INFINITY; continue; }
                     double d = 0;
                     for (int64_t e = 0; e < HS; e++)
                         d += (double)c->q[((b * T + t) * NH + h) * HS + e] *
@@ -190,11 +208,11 @@ static double attention_naive_maxerr(const AttCtx *c) {
                     s[j] = d / sqrt((double)HS);
                     m = fmax(m, s[j]);
                 }
-                for (int64_t j = 0; j <= t; j++) z += exp(s[j] - m);
+                for (int64_t j = 0; j < T; j++) z += s[j] == -INFINITY ? 0 : exp(s[j] - m);
                 for (int64_t e = 0; e < HS; e++) {
                     double o = 0;
-                    for (int64_t j = 0; j <= t; j++)
-                        o += exp(s[j] - m) / z * c->v[((b * T + j) * NKV + h / G) * HS + e];
+                    for (int64_t j = 0; j < T; j++)
+                        if (s[j] != -INFINITY) o += exp(s[j] - m) / z * c->v[((b * T + j) * NKV + h / G) * HS + e];
                     double got = c->out[((b * T + t) * NH + h) * HS + e];
                     worst = fmax(worst, fabs(got - o) / (1e-6 + 1e-5 * fabs(o)));
                 }
@@ -203,28 +221,87 @@ static double attention_naive_maxerr(const AttCtx *c) {
     free(s);
     return worst;
 }
-static void test_attention_case(const char *name, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
-    AttCtx c = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS};
+static void test_attention_case(const char *name, int flash, int64_t B, int64_t T, int64_t NH,
+                                int64_t NKV, int64_t HS, const AttnMask *mk) {
+    AttCtx c = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .mk = mk, .flash = flash};
+    att_alloc(&c);
     size_t nq = (size_t)(B * T * NH * HS), nk = (size_t)(B * T * NKV * HS);
-    c.q = vec(nq, 1); c.k = vec(nk, 1); c.v = vec(nk, 1);
-    c.dq = zeros(nq); c.dk = zeros(nk); c.dv = zeros(nk);
-    c.out = zeros(nq); c.lse = zeros((size_t)(B * NH * T)); c.r = vec(nq, 1);
     FdVar v[] = {{"q", c.q, c.dq, nq}, {"k", c.k, c.dk, nk}, {"v", c.v, c.dv, nk}};
-    char title[160];
-    snprintf(title, sizeof title, "attention_backward finite differences (%s)", name);
+    char title[200];
+    snprintf(title, sizeof title, "%s attention_backward finite differences (%s)", flash ? "tiled" : "reference", name);
     fd_check(title, &c, att_f, att_g, v, 3, FD_TOL);
     att_f(&c);
     double worst = attention_naive_maxerr(&c);
-    snprintf(title, sizeof title, "attention_forward equals the written-out T x T definition (%s)", name);
-    /* atol 1e-6 / rtol 1e-5 on outputs, 1e-5 on log-sum-exp: fp32 softmax over <= 13 terms */
+    snprintf(title, sizeof title, "%s attention_forward equals the written-out T x T definition (%s)",
+             flash ? "tiled" : "reference", name);
+    /* atol 1e-6 / rtol 1e-5 on outputs, 1e-5 on log-sum-exp: fp32 softmax over at most T terms */
     tu_report(worst <= 1, title, "worst err/tol %.3f", worst);
-    free(c.q); free(c.k); free(c.v); free(c.dq); free(c.dk); free(c.dv);
-    free(c.out); free(c.lse); free(c.r);
+    att_free(&c);
 }
+
+/* Tiled kernel against the reference kernel: outputs, lse and all three input gradients.
+ * Both are fp32 with different summation orders (blocked sgemm vs per-row loops) and the tiled
+ * exp is a polynomial (7e-8 relative): atol 2e-6 and rtol 1e-4 cover them with margin (measured
+ * err/tol is printed) while a wrong block, mask or rescale gives errors of order 1. */
+static void test_flash_vs_ref(const char *name, int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                              int64_t HS, const AttnMask *mk) {
+    AttCtx a = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .mk = mk, .flash = 1}, r = a;
+    r.flash = 0;
+    att_alloc(&a);
+    att_alloc(&r);
+    size_t nq = (size_t)(B * T * NH * HS), nk = (size_t)(B * T * NKV * HS), nl = (size_t)(B * NH * T);
+    memcpy(r.q, a.q, nq * 4); memcpy(r.k, a.k, nk * 4); memcpy(r.v, a.v, nk * 4); memcpy(r.r, a.r, nq * 4);
+    att_g(&a);
+    att_g(&r);
+    struct { const char *n; const float *x, *y; size_t len; } t[] = {
+        {"out", a.out, r.out, nq}, {"lse", a.lse, r.lse, nl}, {"dq", a.dq, r.dq, nq},
+        {"dk", a.dk, r.dk, nk}, {"dv", a.dv, r.dv, nk}};
+    double worst = 0;
+    const char *wn = "";
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        for (size_t j = 0; j < t[i].len; j++) {
+            double e = fabs((double)t[i].x[j] - t[i].y[j]) / (2e-6 + 1e-4 * fabs(t[i].y[j]));
+            if (e > worst) { worst = e; wn = t[i].n; }
+        }
+    char title[200];
+    snprintf(title, sizeof title, "tiled attention equals the reference: out, lse, dq, dk, dv (%s)", name);
+    tu_report(worst <= 1, title, "worst err/tol %.3f in %s", worst, wn);
+    att_free(&a);
+    att_free(&r);
+}
+
 static void test_attention(void) {
-    test_attention_case("GQA NH=4 NKV=2, B=2, T=13, HS=6", 2, 13, 4, 2, 6);
-    test_attention_case("MHA NH=3 NKV=3, B=1, T=7, HS=5", 1, 7, 3, 3, 5);
-    test_attention_case("MQA NH=3 NKV=1, B=1, T=1, HS=4", 1, 1, 3, 1, 4);
+    test_attention_case("GQA NH=4 NKV=2, B=2, T=13, HS=6", 0, 2, 13, 4, 2, 6, NULL);
+    test_attention_case("MHA NH=3 NKV=3, B=1, T=7, HS=5", 0, 1, 7, 3, 3, 5, NULL);
+    test_attention_case("MQA NH=3 NKV=1, B=1, T=1, HS=4", 0, 1, 1, 3, 1, 4, NULL);
+    test_attention_case("GQA NH=4 NKV=2, B=2, T=13 (one partial block), HS=6", 1, 2, 13, 4, 2, 6, NULL);
+    /* documents [0,5) [5,9) [9,13) in row 0, [0,13) in row 1 */
+    static int32_t doc_small[26] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+    AttnMask docs = {.doc = doc_small};
+    test_attention_case("document mask, B=2, T=13", 1, 2, 13, 4, 2, 6, &docs);
+    AttnMask lam = {.sink = 2, .window = 4};
+    test_attention_case("Lambda mask sink 2 window 4, T=13", 1, 1, 13, 2, 1, 6, &lam);
+
+    /* several blocks, odd T, masks crossing block edges */
+    test_flash_vs_ref("causal GQA NH=6 NKV=2, B=2, T=203, HS=16", 2, 203, 6, 2, 16, NULL);
+    test_flash_vs_ref("causal MHA, B=1, T=64 (exactly one block), HS=8", 1, 64, 2, 2, 8, NULL);
+    test_flash_vs_ref("causal, T=5 (smaller than a block)", 1, 5, 2, 1, 8, NULL);
+    int32_t *doc = malloc(2 * 203 * sizeof(int32_t));
+    for (int b = 0; b < 2; b++) {
+        int32_t id = 0;
+        for (int t = 0; t < 203; t++) {
+            if (t > 0 && rng_uniform(&rng) < (b ? 0.005 : 0.03)) id++;
+            doc[b * 203 + t] = id;
+        }
+    }
+    AttnMask dm = {.doc = doc};
+    test_flash_vs_ref("document mask, random boundaries, B=2, T=203", 2, 203, 6, 2, 16, &dm);
+    AttnMask lm = {.sink = 4, .window = 70};
+    test_flash_vs_ref("Lambda mask sink 4 window 70, T=203", 2, 203, 6, 3, 16, &lm);
+    AttnMask both = {.doc = doc, .sink = 3, .window = 50};
+    test_flash_vs_ref("document + Lambda mask, T=203", 2, 203, 4, 2, 16, &both);
+    free(doc);
 }
 
 /* ---- swiglu ---- */

@@ -8,6 +8,7 @@
 
 #include "../model/model.h"
 #include "commands.h"
+#include "cpu.h"
 
 #define ROPEX_VERSION "0.1.0"
 
@@ -109,10 +110,12 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cpu_pick_blas_kernels(argv);
     if (argc < 2) { usage(stderr); return 2; }
     if (is_help(argv[1])) { usage(stdout); return 0; }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("ropex %s (fp32, OpenMP %d threads max, OpenBLAS)\n", ROPEX_VERSION, omp_get_max_threads());
+        printf("ropex %s (fp32, OpenMP %d threads max, OpenBLAS %s kernels)\n", ROPEX_VERSION,
+               omp_get_max_threads(), cpu_blas_kernels());
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

@@ -2,7 +2,7 @@
 
 Written from the model's definition with plain torch ops (full T x T attention with a mask,
 repeat_interleave for grouped-query heads, rotate_half RoPE), not from ropex's C code. Runs in
-float64 so that it is an oracle for ropex's float32 results.
+float64 so that it is an oracle for ropex's float32 results (and in float32 as the bench's peer).
 """
 import math
 
@@ -40,6 +40,7 @@ def forward(p, cfg, tokens, targets=None, inv_freq=None, attention_factor=1.0):
     causal = torch.ones(T, T, dtype=torch.bool).triu(1)
 
     x = p["model.embed_tokens.weight"][tokens]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)   # angles in float64, applied in the model's dtype
     hidden = [x]
     for l in range(cfg["layers"]):
         pre = f"model.layers.{l}."

@@ -1,0 +1,76 @@
+"""`make bench`: training-step throughput of ropex against the PyTorch reference, same shape, same
+thread count, in one run; each measurement in its own process so that peak RSS is its own.
+Prints a table with ratios and writes every figure to build/bench-results.json.
+
+usage: run.py BUILD_DIR [--quick]   (--quick: the demo shape only)
+Model FLOPs per token: 6 * N_matmul + 6 * L * T * C (matrix weights incl. the LM head, and causal
+attention's QK^T and PV, forward and backward); MFU is against the FMA peak measured by the bench.
+"""
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+THREADS = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+
+# (shape, T, ropex steps, ropex recompute, torch steps)
+RUNS = [("tiny", 2048, 3, 0, 1), ("tiny", 8192, 2, 0, 1),
+        ("smollm-135m", 2048, 1, 0, 1), ("smollm-135m", 8192, 1, 1, 1)]
+
+
+def run(cmd):
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = [l for l in r.stdout.splitlines() if l.startswith("{")]
+    if r.returncode != 0 or not line:
+        return {"error": (r.stderr or r.stdout).strip()[-300:]}
+    return json.loads(line[-1])
+
+
+def main():
+    build = sys.argv[1] if len(sys.argv) > 1 else "build"
+    runs = RUNS[:2] if "--quick" in sys.argv else RUNS
+    rows = []
+    print(f"training step (forward, backward, AdamW), micro-batch 1, {THREADS} threads")
+    for shape, T, steps, rec, tsteps in runs:
+        ours = run([os.path.join(ROOT, build, "bench", "bench_train"), shape, str(T), str(steps), str(rec)])
+        peer = run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ref", "bench_torch.py"), shape, str(T),
+                    str(tsteps), str(THREADS)])
+        rows.append({"shape": shape, "T": T, "ropex": ours, "pytorch": peer})
+        print(f"  done {shape} T={T}", file=sys.stderr, flush=True)
+    hdr = (f"{'shape':12s} {'T':>5s} {'recompute':>9s} {'tokens/s':>9s} {'GFLOP/tok':>9s} {'GFLOP/s':>8s} "
+           f"{'MFU':>6s} {'RSS MiB':>8s} | {'torch tok/s':>11s} {'torch RSS':>9s} | {'speed x':>7s} {'memory':>7s}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        o, p = r["ropex"], r["pytorch"]
+        if "error" in o:
+            print(f"{r['shape']:12s} {r['T']:5d}  ropex failed: {o['error']}")
+            continue
+        if "tokens_per_s" in p:
+            ptxt = f"{p['tokens_per_s']:11.1f} {p['peak_rss_mib']:9.0f}"
+            ratio = f"{o['tokens_per_s'] / p['tokens_per_s']:7.1f} {o['peak_rss_mib'] / p['peak_rss_mib']:7.3f}"
+        else:
+            ptxt = f"{'n/a':>11s} {'n/a':>9s}"
+            ratio = f"{'':7s} {'':7s}"
+        print(f"{r['shape']:12s} {r['T']:5d} {('layer' if o['recompute'] else 'none'):>9s} {o['tokens_per_s']:9.1f} "
+              f"{o['flops_per_token'] / 1e9:9.3f} {o['gflops']:8.1f} {100 * o['mfu']:5.1f}% {o['peak_rss_mib']:8.0f} | "
+              f"{ptxt} | {ratio}")
+        if "skipped" in p:
+            print(f"{'':19s}PyTorch: {p['skipped']}")
+        if "error" in p:
+            print(f"{'':19s}PyTorch failed: {p['error']}")
+    peak = next((r["ropex"]["peak_gflops"] for r in rows if "peak_gflops" in r["ropex"]), 0)
+    print(f"FMA peak measured: {peak:.1f} GFLOP/s on {THREADS} threads; speed x = ropex tokens/s / PyTorch's; "
+          f"memory = ropex peak RSS / PyTorch's")
+    out = os.path.join(ROOT, build, "bench-results.json")
+    with open(out, "w") as f:
+        json.dump({"threads": THREADS, "fma_peak_gflops": peak, "runs": rows}, f, indent=2)
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
