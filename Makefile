@@ -3,7 +3,7 @@
 # Missing libraries: `make deps` (scripts/setup.sh) installs the Debian packages in scripts/deps.txt.
 
 CC      ?= cc
-PKGS    := openblas libcjson inih hdf5
+PKGS    := openblas libcjson inih hdf5 libzstd libpcre2-8
 STD     := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -fopenmp
 OPT     ?= -O3 -march=native
 BUILD   ?= build
@@ -22,15 +22,17 @@ BLAS_DIR   := $(shell pkg-config --variable=libdir openblas)
 endif
 
 CFLAGS  := $(STD) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lm $(EXTRA_LDLIBS)
+LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lpthread -lm $(EXTRA_LDLIBS)
 
 MODEL_SRC := model/model.c model/ops.c model/attention.c model/rope.c model/hf_config.c model/hf_io.c \
              model/safetensors.c model/ckpt_h5.c model/llama2c.c model/fsutil.c
-TRAIN_SRC := train/main.c train/config.c train/cmd_rope.c train/cmd_ckpt.c train/cpu.c
+TRAIN_SRC := train/main.c train/config.c train/cmd_rope.c train/cmd_ckpt.c train/cmd_data.c train/cpu.c
 OPTIM_SRC := optim/adamw.c
+DATA_SRC  := data/tokenizer.c data/shard.c data/stream.c data/prepare.c
+DATA_OBJ  := $(DATA_SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ   := $(MODEL_SRC:%.c=$(BUILD)/%.o)
 OPTIM_OBJ := $(OPTIM_SRC:%.c=$(BUILD)/%.o)
-TESTS     := test_ops test_model test_rope test_ckpt parity_dump ckpt_logits
+TESTS     := test_ops test_model test_rope test_ckpt parity_dump ckpt_logits stream_dump
 TEST_BINS := $(TESTS:%=$(BUILD)/tests/%)
 BENCHES   := bench_ckpt bench_train
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
@@ -49,14 +51,14 @@ help:
 deps:
 	@scripts/setup.sh
 
-$(BUILD)/%.o: %.c $(wildcard model/*.h optim/*.h train/*.h tests/*.h bench/*.h) Makefile
+$(BUILD)/%.o: %.c $(wildcard model/*.h optim/*.h data/*.h train/*.h tests/*.h bench/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/ropex: $(LIB_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o)
+$(BUILD)/ropex: $(LIB_OBJ) $(DATA_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ) $(DATA_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ) $(OPTIM_OBJ) $(BUILD)/train/cpu.o

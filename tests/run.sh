@@ -35,6 +35,11 @@ run ckpt       "$build/tests/test_ckpt"
 run ckpt-ref   "$py" tests/ref/test_ckpt.py "$build"
 run cli        tests/test_cli.sh "$build/ropex"
 run parity     "$py" tests/ref/test_parity.py "$build"
+# the tokenizer oracle: Hugging Face's tokenizers from the npm registry (tests/js/package.json)
+if [ ! -d tests/js/node_modules/tokenizers ]; then
+  (cd tests/js && npm install --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null)
+fi
+run data       "$py" tests/ref/test_data.py "$build"
 if [ "$fast" -eq 0 ]; then
   :   # slow end-to-end group: none yet (training and evaluation are not built)
 fi

