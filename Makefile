@@ -34,7 +34,7 @@ LIB_OBJ   := $(MODEL_SRC:%.c=$(BUILD)/%.o)
 OPTIM_OBJ := $(OPTIM_SRC:%.c=$(BUILD)/%.o)
 TESTS     := test_ops test_model test_rope test_ckpt parity_dump ckpt_logits stream_dump
 TEST_BINS := $(TESTS:%=$(BUILD)/tests/%)
-BENCHES   := bench_ckpt bench_train
+BENCHES   := bench_ckpt bench_train bench_data
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
 
 .PHONY: all test test-fast asan bench clean deps help
@@ -61,12 +61,13 @@ $(BUILD)/ropex: $(LIB_OBJ) $(DATA_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ) $(DATA_OBJ)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ) $(OPTIM_OBJ) $(BUILD)/train/cpu.o
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ) $(OPTIM_OBJ) $(DATA_OBJ) $(BUILD)/train/cpu.o
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 bench: all
 	@/usr/bin/python3 bench/run.py $(BUILD)
 	@$(BUILD)/bench/bench_ckpt smollm-135m
+	@$(BUILD)/bench/bench_data
 
 test:
 	@scripts/setup.sh
