@@ -56,6 +56,7 @@ struct Stream {
     Domain dom[STREAM_MAX_DOMAINS];
     int n_dom;
     int32_t bos, eos;
+    int64_t vocab;
     uint64_t fingerprint;
     /* producer state */
     Cursor cur[STREAM_MAX_DOMAINS];
@@ -250,6 +251,8 @@ Stream *stream_open(const StreamConfig *cfg, char *err, size_t errlen) {
     const cJSON *bos = cJSON_GetObjectItemCaseSensitive(root, "bos_id"), *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_id");
     s->bos = cJSON_IsNumber(bos) ? bos->valueint : -1;
     s->eos = cJSON_IsNumber(eos) ? eos->valueint : -1;
+    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(root, "vocab_size");
+    s->vocab = cJSON_IsNumber(vs) ? (int64_t)vs->valuedouble : 0;
     if (!rc && s->eos < 0) rc = fail(err, errlen, "%s: the tokenizer has no EOS token (eos_id), needed between documents", path);
     const cJSON *doms = rc ? NULL : cJSON_GetObjectItemCaseSensitive(root, "domains"), *it;
     cJSON_ArrayForEach(it, doms) {
@@ -366,6 +369,7 @@ double stream_domain_weight(const Stream *s, int d) { return s->dom[d].weight; }
 int64_t stream_skipped(const Stream *s) { return s->taken_skipped; }
 double stream_wait_seconds(const Stream *s) { return s->wait_s; }
 uint64_t stream_fingerprint(const Stream *s) { return s->fingerprint; }
+int64_t stream_vocab_size(const Stream *s) { return s->vocab; }
 
 #define CURSOR_MAGIC "RPXCURS1"
 

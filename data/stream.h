@@ -52,6 +52,7 @@ double stream_domain_weight(const Stream *s, int d);
 int64_t stream_skipped(const Stream *s);        /* corrupt documents skipped so far */
 double stream_wait_seconds(const Stream *s);    /* time stream_next spent waiting for data */
 uint64_t stream_fingerprint(const Stream *s);
+int64_t stream_vocab_size(const Stream *s);      /* the tokenizer's, from the manifest */
 
 /* The cursor after the last sequence returned, as a small blob (malloc'd). */
 uint8_t *stream_save(const Stream *s, size_t *len);

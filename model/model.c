@@ -330,7 +330,8 @@ static void layer_forward(Model *m, int64_t l, int again) {
     linear_forward(s.v, s.ln1, w->wv, N, C, KD, 0);
     rope_forward(s.q, s.q, &m->rope, m->pos, N, NH, HS);
     rope_forward(s.k, s.k, &m->rope, m->pos, N, NKV, HS);
-    if (!again) attention_forward(s.att, s.lse, s.q, s.k, s.v, NULL, B, T, NH, NKV, HS);
+    const AttnMask mk = {m->docs, 0, 0};
+    if (!again) attention_forward(s.att, s.lse, s.q, s.k, s.v, m->docs ? &mk : NULL, B, T, NH, NKV, HS);
     linear_forward(m->scr.proj, s.att, w->wo, N, QD, C, 0);
     residual_forward(s.mid, x, m->scr.proj, (size_t)(N * C));
     rmsnorm_forward(s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->norm_eps);
@@ -422,7 +423,9 @@ static void layer_backward(Model *m, int64_t l) {
     ZERO(s->datt, N * QD);
     linear_backward(s->datt, g->wo, s->dproj, a.att, w->wo, N, QD, C);
     ZERO(s->dq, N * QD); ZERO(s->dk, N * KD); ZERO(s->dv, N * KD);
-    attention_backward(s->dq, s->dk, s->dv, s->datt, a.q, a.k, a.v, a.att, a.lse, NULL, B, T, NH, NKV, HS);
+    const AttnMask mk = {m->docs, 0, 0};
+    attention_backward(s->dq, s->dk, s->dv, s->datt, a.q, a.k, a.v, a.att, a.lse, m->docs ? &mk : NULL, B, T, NH,
+                       NKV, HS);
     ZERO(s->dq_pre, N * QD); ZERO(s->dk_pre, N * KD);
     rope_backward(s->dq_pre, s->dq, &m->rope, m->pos, N, NH, HS);
     rope_backward(s->dk_pre, s->dk, &m->rope, m->pos, N, NKV, HS);

@@ -145,6 +145,8 @@ typedef struct {
     Scratch scr;
     RopeTable rope;        /* cos/sin for positions 0..T-1 */
     int32_t *pos;          /* (N) position of each row */
+    const int32_t *docs;   /* (B, T) document id of each token (non-decreasing per row), or NULL:
+                            * when set, attention stays within documents; borrowed */
     const int32_t *tokens; /* (B, T) of the last forward, borrowed */
     const int32_t *targets;/* (B, T) or NULL; -1 = not counted */
     int64_t n_counted;     /* targets counted in the last forward's loss */

@@ -24,4 +24,22 @@ typedef struct { size_t offset, numel; int decay; } OptimRange;
 void adamw_step(float *p, const float *g, float *m, float *v, const OptimRange *ranges, int nranges,
                 const AdamWConfig *cfg, double lr, int64_t t);
 
+/* Learning rate at step t (0-based) of `total`: linear warmup over `warmup` steps from
+ * lr * warmup_start (PI's recipe starts at 10%), then constant, cosine or linear decay to
+ * lr * min_ratio at the last step. */
+typedef enum { SCHED_CONSTANT, SCHED_COSINE, SCHED_LINEAR } SchedKind;
+typedef struct {
+    SchedKind kind;
+    double lr, warmup_start, min_ratio;
+    int64_t warmup, total;
+} Schedule;
+double schedule_lr(const Schedule *s, int64_t t);
+
+/* Global L2 norm of n gradients (summed in double, in a fixed order per thread count). */
+double grad_norm(const float *g, size_t n);
+/* Scales gradients so their norm is at most max_norm (torch's clip_grad_norm_: by
+ * max_norm / (norm + 1e-6) when norm > max_norm). Returns the norm before clipping. */
+double clip_grad_norm(float *g, size_t n, double max_norm);
+void scale_grads(float *g, size_t n, float s);
+
 #endif

@@ -40,8 +40,9 @@ if [ ! -d tests/js/node_modules/tokenizers ]; then
   (cd tests/js && npm install --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null)
 fi
 run data       "$py" tests/ref/test_data.py "$build"
-if [ "$fast" -eq 0 ]; then
-  :   # slow end-to-end group: none yet (training and evaluation are not built)
+run optim      "$py" tests/ref/test_optim.py "$build"
+if [ "$fast" -eq 0 ]; then   # the slow end-to-end group
+  run train      "$py" tests/ref/test_train.py "$build"
 fi
 rm -rf "$logdir"
 echo "$passed passed, $failed failed"

@@ -1,0 +1,240 @@
+"""`ropex train` end to end on a tiny model and tiny shards.
+
+1. The headline test: 40 steps straight; then the same run SIGKILLed at several moments (right
+   after a step that saves a checkpoint, so during the save, and at random times) and rerun with
+   the same command until it finishes: final weights and every step's loss bit-identical.
+2. Loss decreases; metrics.jsonl is valid JSON per line; the final checkpoint exports.
+3. SIGINT finishes the step, saves, exits 130 and says how to resume; a resume with a changed
+   seed is refused naming the key; --fresh starts over.
+4. Config errors, table-driven, each with its exact message.
+
+usage: test_train.py BUILD_DIR
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import test_data  # noqa: E402  (dataset helpers)
+
+results = {"passed": 0, "failed": 0}
+BUILD = TMP = None
+
+CONFIG = """[model]
+preset = tiny
+vocab_size = 640
+hidden_size = 96
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+intermediate_size = 192
+init_std = 0.05
+[rope]
+scaling = linear
+factor = 2
+original_max_len = 128
+max_len = 256
+[data]
+dir = {data}
+mix = books:0.5 code:0.3 passkey:0.2
+seq_len = 256
+[optim]
+lr = 3e-3
+warmup_steps = 5
+schedule = cosine
+[train]
+steps = 40
+grad_accum = 2
+micro_batch = 2
+out_dir = {out}
+save_every = 10
+eval_every = 20
+threads = 2
+"""
+
+
+def report(ok, name, detail=""):
+    print(("PASS " if ok else "FAIL ") + name + (": " + detail if detail else ""), flush=True)
+    results["passed" if ok else "failed"] += 1
+
+
+def ropex(*args):
+    return subprocess.run([os.path.join(BUILD, "ropex"), *args], capture_output=True, text=True)
+
+
+def write_config(name, data, **over):
+    out = os.path.join(TMP, name)
+    text = CONFIG.format(data=data, out=out)
+    p = os.path.join(TMP, name + ".ini")
+    with open(p, "w") as f:
+        f.write(text)
+    return p, out
+
+
+def losses(out):
+    steps = {}
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        for line in f:
+            j = json.loads(line)
+            if "loss" in j:
+                steps[j["step"]] = j["loss"]
+    return steps
+
+
+def weights(path):
+    with h5py.File(path, "r") as f:
+        return {k: f["model"][k][()] for k in f["model"]}
+
+
+def run_killed(cfg, kill_after_line=None, kill_at=None):
+    """Starts ropex train; kills it with SIGKILL when a line starts with kill_after_line or after
+    kill_at seconds. Returns True if it was killed before finishing."""
+    p = subprocess.Popen([os.path.join(BUILD, "ropex"), "train", cfg], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    t0 = time.time()
+    if kill_after_line:
+        for line in p.stdout:
+            if line.startswith(kill_after_line):
+                p.send_signal(signal.SIGKILL)
+                break
+    else:
+        while p.poll() is None and time.time() - t0 < kill_at:
+            time.sleep(0.005)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+    p.wait()
+    return p.returncode == -signal.SIGKILL
+
+
+def test_headline(data):
+    cfg, out = write_config("straight", data)
+    t0 = time.time()
+    r = ropex("train", cfg)
+    dur = time.time() - t0
+    if r.returncode != 0:
+        report(False, "straight 40-step run", r.stderr.strip()[-300:])
+        return
+    straight_losses, straight_w = losses(out), weights(os.path.join(out, "final.h5"))
+    rng = random.Random(int(os.environ.get("ROPEX_TEST_SEED", "3")))
+    kills = 0
+    cfg2, out2 = write_config("killed", data)
+    plan = [("step 10/", None), ("step 20/", None)] + [(None, rng.uniform(0.05, dur)) for _ in range(3)]
+    for line, at in plan:
+        kills += run_killed(cfg2, kill_after_line=line, kill_at=at)
+    r = ropex("train", cfg2)
+    rounds = 0
+    while r.returncode == 0 and "done:" not in r.stdout and rounds < 5:
+        r = ropex("train", cfg2)
+        rounds += 1
+    if r.returncode != 0:
+        report(False, "killed run resumes", r.stderr.strip()[-300:])
+        return
+    got_losses, got_w = losses(out2), weights(os.path.join(out2, "final.h5"))
+    same_w = got_w.keys() == straight_w.keys() and all(np.array_equal(got_w[k], straight_w[k]) for k in got_w)
+    same_l = got_losses == straight_losses and len(got_losses) == 40
+    report(same_w and same_l and kills >= 3,
+           "SIGKILL at several moments (after steps that save, and at random), rerun: final weights and all 40 "
+           "losses bit-identical to a straight run",
+           f"{kills} kills; straight run {dur:.1f} s; losses {'identical' if same_l else 'DIFFER'}, weights "
+           f"{'identical' if same_w else 'DIFFER'}")
+    first, last = np.mean([straight_losses[s] for s in range(1, 6)]), np.mean([straight_losses[s] for s in range(36, 41)])
+    report(last < first - 0.3, "loss decreases", f"mean of steps 1-5 {first:.3f}, of steps 36-40 {last:.3f}")
+    ok = True
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        lines = f.readlines()
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            ok = False
+    evals = [json.loads(l) for l in lines if "eval_loss" in l]
+    report(ok and len(evals) == 2 and len(lines) == 42, "metrics.jsonl: one valid JSON object per line, steps and evals",
+           f"{len(lines)} lines, evals at {[e['step'] for e in evals]}")
+    r = ropex("export", os.path.join(out, "final.h5"), "--to", "hf", os.path.join(TMP, "exported"))
+    cfgj = json.load(open(os.path.join(TMP, "exported", "config.json"))) if r.returncode == 0 else {}
+    report(r.returncode == 0 and cfgj.get("max_position_embeddings") == 256 and
+           cfgj.get("rope_scaling", {}).get("rope_type") == "linear",
+           "the final checkpoint exports to a Hugging Face directory with the run's RoPE", r.stderr.strip()[:200])
+
+
+def test_signals(data):
+    cfg, out = write_config("sigint", data)
+    p = subprocess.Popen([os.path.join(BUILD, "ropex"), "train", cfg], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    text = ""
+    for line in p.stdout:
+        text += line
+        if line.startswith("step 3/"):
+            p.send_signal(signal.SIGINT)
+    p.wait()
+    saved = os.path.exists(os.path.join(out, "latest"))
+    report(p.returncode == 130 and "Run the same command to continue" in text and saved,
+           "SIGINT: finish the step, save, say how to resume, exit 130", text.strip().splitlines()[-1][:160])
+    r = ropex("train", cfg, "--set", "train.seed=2")
+    report(r.returncode == 2 and "train.seed: was '1', now '2'" in r.stderr and "--force" in r.stderr,
+           "resume with a changed seed is refused, naming the key", r.stderr.strip()[:200])
+    r = ropex("train", cfg, "--set", "train.steps=5")
+    report(r.returncode == 0 and "resuming" in r.stdout and "step 5/5" in r.stdout,
+           "changing train.steps is allowed on resume", r.stderr.strip()[:200])
+    r = ropex("train", cfg, "--set", "train.steps=3", "--fresh")
+    report(r.returncode == 0 and "--fresh: removed" in r.stdout and "step 1/3" in r.stdout, "--fresh starts over",
+           r.stderr.strip()[:200])
+
+
+def test_config_errors(data):
+    base = CONFIG.format(data=data, out=os.path.join(TMP, "errs"))
+    cases = [
+        ("unknown key", base.replace("steps = 40", "stepz = 40"), ":24: unknown key train.stepz (expected one of: steps"),
+        ("unknown section", base + "[logging]\nlevel = 1\n", ":32: unknown section [logging] (expected [model], [rope], [data], [optim] or [train])"),
+        ("wrong type", base.replace("lr = 3e-3", "lr = fast"), ":20: optim.lr = 'fast': expected a number in [0, 10]"),
+        ("out of range", base.replace("grad_accum = 2", "grad_accum = 0"), ":25: train.grad_accum = '0': expected a whole number in 1..1048576"),
+        ("bad enum", base.replace("schedule = cosine", "schedule = cosin"), ":22: optim.schedule = 'cosin': expected one of constant|cosine|linear"),
+        ("bad pair", base.replace("warmup_steps = 5", "warmup_steps = 5\nbetas = 0.9"), ":22: optim.betas = '0.9': expected two numbers in [0, 1]"),
+        ("missing required", base.replace("seq_len = 256\n", ""), ": data.seq_len is required"),
+        ("dynamic rope refused", base.replace("scaling = linear", "scaling = dynamic"), "rope.rope_type = dynamic is an inference-time method"),
+        ("bad mix", base.replace("books:0.5", "books=0.5"), "data.mix: 'books=0.5' is not name:weight"),
+        ("unknown domain", base.replace("books:0.5", "novels:0.5"), "data.mix names domain 'novels'"),
+        ("vocab too small", base.replace("vocab_size = 640", "vocab_size = 100"), "tokenized with 610 token ids but the model's vocabulary has 100"),
+    ]
+    for name, text, want in cases:
+        p = os.path.join(TMP, "err.ini")
+        with open(p, "w") as f:
+            f.write(text)
+        r = ropex("train", p, "--fresh")
+        report(r.returncode == 2 and want in r.stderr, f"config error: {name}", r.stderr.strip()[:220])
+    r = ropex("train", os.path.join(TMP, "err.ini"), "--set", "train.steps")
+    report(r.returncode == 2 and "--set train.steps: expected section.key=value" in r.stderr, "config error: malformed --set",
+           r.stderr.strip()[:200])
+
+
+def main():
+    global BUILD, TMP
+    BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
+    with tempfile.TemporaryDirectory() as tmp:
+        TMP = tmp
+        test_data.BUILD, test_data.TMP = BUILD, tmp
+        with open(os.path.join(tmp, "corpus.txt"), "w") as f:
+            f.write(test_data.corpus_text())
+        tok = os.path.join(tmp, "bytelevel.json")
+        subprocess.run(["node", os.path.join(test_data.JS, "oracle.js"), "train", os.path.join(tmp, "corpus.txt"), tok],
+                       check=True)
+        data = test_data.make_dataset(tok)
+        test_headline(data)
+        test_signals(data)
+        test_config_errors(data)
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

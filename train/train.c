@@ -1,0 +1,409 @@
+/* ropex train: the training loop, its checkpoints and exact resume. */
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../data/data.h"
+#include "../model/ckpt.h"
+#include "../optim/optim.h"
+#include "commands.h"
+#include "config.h"
+
+static const char HELP[] =
+    "usage: ropex train CONFIG.ini [--set section.key=value ...] [--fresh] [--force]\n"
+    "\n"
+    "Trains (extends) a model as CONFIG says. Running the same command again with an out_dir that\n"
+    "holds a checkpoint continues exactly where the last checkpoint left off (weights, AdamW\n"
+    "moments, step, schedule, data position). Ctrl-C (SIGINT) or SIGTERM finishes the step, saves,\n"
+    "and exits with status 130; rerun the command to continue.\n"
+    "  --fresh   start over in an out_dir that already holds a run (deletes its checkpoints)\n"
+    "  --force   resume although a key that changes the run (model, rope, data, seed, batch) differs\n"
+    "\n"
+    "Keys (section, name, default, meaning):\n";
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) { stop_requested = sig; }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void fmt_time(double s, char *out, size_t n) {
+    if (!isfinite(s) || s < 0) { snprintf(out, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(out, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+/* "books:0.4 code:0.3" (spaces or commas) into the stream config. */
+static void parse_mix(const char *mix, StreamConfig *sc) {
+    char *copy = strdup(mix), *save = NULL;
+    for (char *t = strtok_r(copy, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save)) {
+        char *colon = strchr(t, ':');
+        char *end = NULL;
+        double w = colon ? strtod(colon + 1, &end) : -1;
+        if (!colon || colon == t || !end || *end || w < 0)
+            die("data.mix: '%s' is not name:weight (e.g. books:0.4 code:0.3 passkey:0.3)", t);
+        if (sc->n_mix == STREAM_MAX_DOMAINS) die("data.mix: more than %d domains", STREAM_MAX_DOMAINS);
+        *colon = 0;
+        snprintf(sc->mix_name[sc->n_mix], sizeof sc->mix_name[0], "%s", t);
+        sc->mix_weight[sc->n_mix++] = w;
+    }
+    free(copy);
+}
+
+static StreamConfig stream_config(const RunConfig *rc, int heldout) {
+    StreamConfig sc = {.dir = rc->data_dir, .seed = (uint64_t)rc->seed, .seq_len = rc->seq_len,
+                       .upsample_below = rc->upsample_below, .upsample_keep = rc->upsample_keep,
+                       .add_bos = (int)rc->add_bos, .skip_corrupt = !strcmp(rc->on_corrupt, "skip"),
+                       .heldout = heldout, .prefetch = 4};
+    if (rc->data_mix[0]) parse_mix(rc->data_mix, &sc);
+    return sc;
+}
+
+/* One micro-batch: B sequences of T + 1 tokens -> inputs, targets (-1 where the next token is in
+ * another document) and document ids. */
+typedef struct { int32_t *seq, *docs_seq, *inp, *tgt, *docs; } Batch;
+
+static int next_batch(Stream *s, Batch *b, int64_t B, int64_t T, char *err, size_t errlen) {
+    for (int64_t r = 0; r < B; r++) {
+        int32_t *seq = b->seq + r * (T + 1), *ds = b->docs_seq + r * (T + 1);
+        if (stream_next(s, seq, ds, NULL, err, errlen)) return -1;
+        for (int64_t t = 0; t < T; t++) {
+            b->inp[r * T + t] = seq[t];
+            b->tgt[r * T + t] = ds[t + 1] == ds[t] ? seq[t + 1] : -1;
+            b->docs[r * T + t] = ds[t];
+        }
+    }
+    return 0;
+}
+
+static int mkdir_p(const char *dir) {
+    char tmp[CONFIG_PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; if (mkdir(tmp, 0777) && errno != EEXIST) return -1; *p = '/'; }
+    return mkdir(tmp, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+/* Held-out loss over the first eval_sequences sequences of the held-out stream. */
+static double evaluate(Model *m, const RunConfig *rc, Batch *b, char *err, size_t errlen) {
+    StreamConfig sc = stream_config(rc, 1);
+    Stream *s = stream_open(&sc, err, errlen);
+    if (!s) return NAN;
+    double sum = 0;
+    int64_t n = 0;
+    RxError e;
+    for (int64_t i = 0; i < rc->eval_sequences; i++) {
+        if (next_batch(s, b, 1, rc->seq_len, err, errlen)) { stream_close(s); return NAN; }
+        m->docs = rc->doc_mask ? b->docs : NULL;
+        float loss;
+        if (model_forward(m, b->inp, b->tgt, 1, rc->seq_len, &loss, &e) != RX_OK) { snprintf(err, errlen, "%s", e.msg); stream_close(s); return NAN; }
+        if (isfinite(loss)) { sum += loss * (double)m->n_counted; n += m->n_counted; }
+    }
+    stream_close(s);
+    return n ? sum / (double)n : NAN;
+}
+
+/* Keeps metrics.jsonl lines of steps <= upto (a resumed run redoes the steps after it). */
+static void trim_metrics(const char *path, int64_t upto) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char tmp[CONFIG_PATH_MAX + 64];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *o = fopen(tmp, "w");
+    char line[4096];
+    while (o && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"step\": ");
+        if (p && atoll(p + 8) > upto) continue;
+        fputs(line, o);
+    }
+    fclose(f);
+    if (o) { fflush(o); fsync(fileno(o)); fclose(o); rename(tmp, path); }
+}
+
+static void prune(const char *dir, int64_t keep) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    int64_t steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        long long s;
+        char tail[8];
+        if (sscanf(e->d_name, "step-%lld.%3s", &s, tail) == 2 && !strcmp(tail, "h5")) steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
+        if (newer >= keep) {
+            char p[CONFIG_PATH_MAX + 40];
+            snprintf(p, sizeof p, "%s/step-%08lld.h5", dir, (long long)steps[i]);
+            unlink(p);
+        }
+    }
+}
+
+typedef struct {
+    const RunConfig *rc;
+    Model *m;
+    float *am, *av;
+    Stream *stream;
+    FileBlobs *tok;
+    char *config_text;
+} Run;
+
+static void save_checkpoint(Run *r, int64_t step) {
+    char path[CONFIG_PATH_MAX + 80], latest[CONFIG_PATH_MAX + 80], tmp[CONFIG_PATH_MAX + 96], name[64];
+    snprintf(name, sizeof name, "step-%08lld.h5", (long long)step);
+    snprintf(path, sizeof path, "%s/%s", r->rc->out_dir, name);
+    size_t clen;
+    uint8_t *cursor = stream_save(r->stream, &clen);
+    TrainState st = {.step = step, .tokens_seen = step * r->rc->micro_batch * r->rc->grad_accum * r->rc->seq_len,
+                     .rng_state = (uint64_t)r->rc->seed, .world_size = 1, .data_cursor = cursor,
+                     .data_cursor_len = clen, .config_text = r->config_text};
+    RxError e;
+    if (ckpt_save(path, r->m, r->am, r->av, &st, r->tok, &e) != RX_OK) die("saving a checkpoint failed: %s", e.msg);
+    free(cursor);
+    /* `latest` names the newest checkpoint; replaced atomically */
+    snprintf(latest, sizeof latest, "%s/latest", r->rc->out_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", latest);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%s\n", name) < 0 || fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, latest))
+        die("%s: cannot update", latest);
+    prune(r->rc->out_dir, r->rc->keep_last);
+}
+
+int cmd_train(int argc, char **argv) {
+    const char *cfg_path = NULL;
+    int fresh = 0, force = 0;
+    RunConfig rc;
+    config_init(&rc);
+    char err[2048];
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) { fputs(HELP, stdout); config_print_keys(stdout); return 0; }
+        if (!strcmp(argv[i], "--fresh")) fresh = 1;
+        else if (!strcmp(argv[i], "--force")) force = 1;
+        else if (!strcmp(argv[i], "--set")) { if (++i >= argc) die("train: --set needs section.key=value"); }
+        else if (argv[i][0] == '-') die("train: unknown option '%s' (see ropex train --help)", argv[i]);
+        else if (cfg_path) die("train: more than one CONFIG ('%s')", argv[i]);
+        else cfg_path = argv[i];
+    }
+    if (!cfg_path) die("train: missing CONFIG.ini (see ropex train --help)");
+    if (config_load(&rc, cfg_path, err, sizeof err)) die("%s", err);
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--set") && config_set(&rc, argv[++i], err, sizeof err)) die("%s", err);
+    if (config_check_train(&rc, err, sizeof err)) die("%s", err);
+    if (rc.threads > 0) { omp_set_num_threads((int)rc.threads); openblas_set_num_threads((int)rc.threads); }
+    ModelConfig mc;
+    if (config_model(&rc, &mc, err, sizeof err)) die("%s", err);
+    if (rope_check_trainable(&mc.rope, err, sizeof err)) die("%s", err);
+    if (mkdir_p(rc.out_dir)) die("%s: cannot create the run directory (%s)", rc.out_dir, strerror(errno));
+
+    char latest_path[CONFIG_PATH_MAX + 16], metrics_path[CONFIG_PATH_MAX + 16];
+    snprintf(latest_path, sizeof latest_path, "%s/latest", rc.out_dir);
+    snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", rc.out_dir);
+    Model m;
+    float *am = NULL, *av = NULL;
+    FileBlobs tok = {0};
+    TrainState st = {0};
+    int64_t start = 0;
+    RxError e;
+    FILE *lf = fopen(latest_path, "r");
+    if (lf && fresh) {
+        fclose(lf);
+        lf = NULL;
+        DIR *d = opendir(rc.out_dir);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (!strncmp(de->d_name, "step-", 5) || !strcmp(de->d_name, "latest") || !strcmp(de->d_name, "metrics.jsonl") ||
+                !strcmp(de->d_name, "final.h5")) {
+                char p[CONFIG_PATH_MAX + 300];
+                snprintf(p, sizeof p, "%s/%s", rc.out_dir, de->d_name);
+                unlink(p);
+            }
+        if (d) closedir(d);
+        printf("--fresh: removed the previous run's checkpoints and metrics in %s\n", rc.out_dir);
+    } else if (!lf && access(metrics_path, F_OK) == 0) {
+        /* stopped before its first checkpoint: nothing to resume, nothing lost by starting over */
+        printf("%s has no checkpoint yet: starting from step 0\n", rc.out_dir);
+        trim_metrics(metrics_path, 0);
+    }
+    if (lf) {   /* resume */
+        char name[256] = "", ck[CONFIG_PATH_MAX + 300];
+        if (!fgets(name, sizeof name, lf)) name[0] = 0;
+        fclose(lf);
+        name[strcspn(name, "\n")] = 0;
+        snprintf(ck, sizeof ck, "%s/%s", rc.out_dir, name);
+        if (ckpt_load(ck, &m, &am, &av, &st, &tok, &e) != RX_OK) die("cannot resume from %s: %s", ck, e.msg);
+        if (!am) die("%s has no optimizer state: it cannot be resumed from", ck);
+        RunConfig saved;
+        config_init(&saved);
+        if (!st.config_text || config_load_string(&saved, st.config_text, ck, err, sizeof err))
+            die("%s: the stored run config is unreadable: %s", ck, st.config_text ? err : "missing");
+        if (config_diff_frozen(&saved, &rc, err, sizeof err) && !force)
+            die("cannot resume %s exactly: %s. Use --force to resume anyway, or --fresh to start over", rc.out_dir, err);
+        config_free(&saved);
+        start = st.step;
+        printf("resuming %s from %s at step %lld\n", rc.out_dir, name, (long long)start);
+        trim_metrics(metrics_path, start);
+    } else {   /* a new run */
+        if (rc.model_preset[0]) {
+            if (model_init(&m, &mc, &e) != RX_OK) die("%s", e.msg);
+            model_init_random(&m, (uint64_t)rc.init_seed, (float)rc.init_std);
+        } else if (!strncmp(rc.model_init, "hf:", 3)) {
+            if (hf_import(rc.model_init + 3, &m, &tok, &e) != RX_OK) die("%s", e.msg);
+        } else if (!strncmp(rc.model_init, "llama2c:", 8)) {
+            if (llama2c_import(rc.model_init + 8, &m, &e) != RX_OK) die("%s", e.msg);
+        } else if (ckpt_load(rc.model_init, &m, NULL, NULL, NULL, &tok, &e) != RX_OK) {
+            die("%s", e.msg);
+        }
+        m.cfg = mc;   /* the [rope] keys on top of the checkpoint's own */
+        am = calloc(m.table.total, sizeof(float));
+        av = calloc(m.table.total, sizeof(float));
+        if (!am || !av) die("out of memory for AdamW moments");
+    }
+    m.recompute = !strcmp(rc.recompute, "layer");
+    if (model_alloc_grads(&m, &e) != RX_OK) die("%s", e.msg);
+
+    StreamConfig sc = stream_config(&rc, 0);
+    Stream *stream = stream_open(&sc, err, sizeof err);
+    if (!stream) die("%s", err);
+    if (start > 0 && stream_restore(stream, st.data_cursor, st.data_cursor_len, err, sizeof err))
+        die("cannot resume the data stream: %s", err);
+
+    const int64_t B = rc.micro_batch, T = rc.seq_len, A = rc.grad_accum, tokens_per_step = B * T * A;
+    ModelMemory mm = model_memory(&m.cfg, B, T);
+    const double MiB = 1048576.0;
+    printf("model: %zu parameters (V %lld, C %lld, L %lld, NH %lld, NKV %lld, H %lld), rope %s x%g (%lld -> %lld)\n",
+           m.table.total, (long long)m.cfg.vocab, (long long)m.cfg.dim, (long long)m.cfg.n_layers,
+           (long long)m.cfg.n_heads, (long long)m.cfg.n_kv_heads, (long long)m.cfg.hidden_dim,
+           rope_method_name(m.cfg.rope.method), m.cfg.rope.factor, (long long)m.cfg.rope.original_max_len,
+           (long long)m.cfg.rope.max_len);
+    printf("memory: parameters %.1f MiB, gradients %.1f, AdamW %.1f, activations %.1f (recompute %s), scratch %.1f; "
+           "estimate %.1f MiB\n", mm.params / MiB, mm.grads / MiB, 2 * mm.params / MiB,
+           (m.recompute ? mm.acts_recompute : mm.acts) / MiB, rc.recompute, mm.scratch / MiB,
+           (4.0 * (double)mm.params + (double)(m.recompute ? mm.acts_recompute : mm.acts) + (double)mm.scratch + (double)mm.rope) / MiB);
+    printf("data: %s, %d domains (", rc.data_dir, stream_domains(stream));
+    for (int d = 0; d < stream_domains(stream); d++)
+        printf("%s%s %.3f", d ? ", " : "", stream_domain_name(stream, d), stream_domain_weight(stream, d));
+    printf("); %lld tokens per step (%lld x %lld x %lld), %d threads\n", (long long)tokens_per_step, (long long)A,
+           (long long)B, (long long)T, omp_get_max_threads());
+    if (m.cfg.vocab < stream_vocab_size(stream))
+        die("data.dir %s was tokenized with %lld token ids but the model's vocabulary has %lld", rc.data_dir,
+            (long long)stream_vocab_size(stream), (long long)m.cfg.vocab);
+
+    Batch b;
+    b.seq = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
+    b.docs_seq = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
+    b.inp = malloc(sizeof(int32_t) * (size_t)(B * T));
+    b.tgt = malloc(sizeof(int32_t) * (size_t)(B * T));
+    b.docs = malloc(sizeof(int32_t) * (size_t)(B * T));
+    OptimRange *ranges = malloc(sizeof(OptimRange) * (size_t)m.table.count);
+    for (int i = 0; i < m.table.count; i++) {
+        const ParamEntry *pe = &m.table.entries[i];
+        int is_embed = !strcmp(pe->name, "model.embed_tokens.weight"), is_norm = pe->ndim == 1;
+        int decay = pe->decay || (is_embed && rc.decay_embeddings) || (is_norm && rc.decay_norms);
+        ranges[i] = (OptimRange){pe->offset, pe->numel, decay};
+    }
+    AdamWConfig ac = {rc.beta1, rc.beta2, rc.eps, rc.weight_decay};
+    Schedule sched = {!strcmp(rc.schedule, "cosine") ? SCHED_COSINE : !strcmp(rc.schedule, "linear") ? SCHED_LINEAR : SCHED_CONSTANT,
+                      rc.lr, rc.warmup_start, rc.min_lr_ratio, rc.warmup_steps, rc.steps};
+    Run run = {&rc, &m, am, av, stream, &tok, config_to_ini(&rc)};
+    FILE *metrics = fopen(metrics_path, "a");
+    if (!metrics) die("%s: cannot open for writing", metrics_path);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    double t_start = now_s(), t_steps = 0;
+    int64_t bad = 0, skipped_total = 0, done_here = 0;
+    int64_t last_saved = start;
+    for (int64_t step = start; step < rc.steps; step++) {
+        double t0 = now_s(), w0 = stream_wait_seconds(stream);
+        model_zero_grad(&m);
+        double loss_sum = 0;
+        for (int64_t a = 0; a < A; a++) {
+            if (next_batch(stream, &b, B, T, err, sizeof err)) die("data: %s", err);
+            m.docs = rc.doc_mask ? b.docs : NULL;
+            float loss;
+            if (model_forward(&m, b.inp, b.tgt, B, T, &loss, &e) != RX_OK) die("%s", e.msg);
+            model_backward(&m);
+            loss_sum += loss;
+        }
+        double loss = loss_sum / (double)A;
+        if (A > 1) scale_grads(m.grads, m.table.total, (float)(1.0 / (double)A));
+        double norm = clip_grad_norm(m.grads, m.table.total, rc.grad_clip);
+        double lr = schedule_lr(&sched, step);
+        int ok = isfinite(loss) && isfinite(norm);
+        if (ok) { adamw_step(m.params, m.grads, am, av, ranges, m.table.count, &ac, lr, step + 1); bad = 0; }
+        else { bad++; skipped_total++; }
+        double dt = now_s() - t0, wait = stream_wait_seconds(stream) - w0;
+        t_steps += dt;
+        done_here++;
+        double eta = t_steps / (double)done_here * (double)(rc.steps - step - 1);
+        char el[32], et[32];
+        fmt_time(now_s() - t_start, el, sizeof el);
+        fmt_time(eta, et, sizeof et);
+        printf("step %lld/%lld  loss %.4f  lr %.3e  grad norm %.3f  %.0f tok/s  data wait %.1f ms  elapsed %s  ETA %s%s\n",
+               (long long)step + 1, (long long)rc.steps, loss, lr, norm, (double)tokens_per_step / dt, wait * 1e3, el, et,
+               ok ? "" : "  NON-FINITE: update skipped");
+        fflush(stdout);
+        fprintf(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.3f, "
+                         "\"data_wait_s\": %.6f, \"step_s\": %.4f, \"tokens\": %lld, \"skipped_update\": %s, "
+                         "\"skipped_documents\": %lld}\n",
+                (long long)step + 1, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
+                (double)tokens_per_step / dt, wait, dt, (long long)((step + 1) * tokens_per_step), ok ? "false" : "true",
+                (long long)stream_skipped(stream));
+        fflush(metrics);
+        if (bad >= rc.max_bad_steps)
+            die("%lld non-finite steps in a row (train.max_bad_steps): stopping; the last good checkpoint is %s/latest",
+                (long long)bad, rc.out_dir);
+        if (rc.eval_every > 0 && (step + 1) % rc.eval_every == 0 && rc.eval_sequences > 0) {
+            double ev = evaluate(&m, &rc, &b, err, sizeof err);
+            if (isnan(ev) && err[0]) fprintf(stderr, "ropex: evaluation skipped: %s\n", err);
+            printf("eval step %lld: held-out loss %.4f (ppl %.2f) over %lld sequences\n", (long long)step + 1, ev, exp(ev),
+                   (long long)rc.eval_sequences);
+            fprintf(metrics, "{\"step\": %lld, \"eval_loss\": %.9g}\n", (long long)step + 1, isfinite(ev) ? ev : -1.0);
+            fflush(metrics);
+        }
+        if ((step + 1) % rc.save_every == 0 || step + 1 == rc.steps || stop_requested) {
+            save_checkpoint(&run, step + 1);
+            last_saved = step + 1;
+        }
+        if (stop_requested) {
+            printf("stopped by signal %d after step %lld (saved). Run the same command to continue:\n  ropex train %s\n",
+                   (int)stop_requested, (long long)step + 1, cfg_path);
+            fclose(metrics);
+            return 130;
+        }
+    }
+    (void)last_saved;
+    fclose(metrics);
+    /* the export-ready result: weights, config and tokenizer files, no optimizer state */
+    char final_path[CONFIG_PATH_MAX + 16];
+    snprintf(final_path, sizeof final_path, "%s/final.h5", rc.out_dir);
+    if (ckpt_save(final_path, &m, NULL, NULL, NULL, &tok, &e) != RX_OK) die("%s", e.msg);
+    printf("done: %lld steps, %lld updates skipped; final weights %s (ropex export %s --to hf DIR)\n",
+           (long long)rc.steps, (long long)skipped_total, final_path, final_path);
+    stream_close(stream);
+    free(run.config_text);
+    free(am); free(av); free(ranges);
+    free(b.seq); free(b.docs_seq); free(b.inp); free(b.tgt); free(b.docs);
+    train_state_free(&st);
+    file_blobs_free(&tok);
+    model_free(&m);
+    config_free(&rc);
+    return 0;
+}
