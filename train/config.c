@@ -412,9 +412,8 @@ void config_print_keys(FILE *f) {
     const char *last = "";
     for (int i = 0; i < NKEYS; i++) {
         if (strcmp(last, KEYS[i].section)) {
+            if (!strcmp(last, "model")) fprintf(f, "[rope]\n  Hugging Face rope_scaling keys (see `ropex rope --help`) [fixed for a run]\n");
             fprintf(f, "[%s]\n", KEYS[i].section);
-            if (!strcmp(KEYS[i].section, "model"))
-                fprintf(f, "[rope]   Hugging Face rope_scaling keys (see `ropex rope --help`)\n");
             last = KEYS[i].section;
         }
         char d[64];

@@ -167,6 +167,29 @@ def test_headline(data):
            "the final checkpoint exports to a Hugging Face directory with the run's RoPE", r.stderr.strip()[:200])
 
 
+def test_nan_guard(data, final):
+    """A checkpoint with a NaN weight: every step's loss is non-finite, each update is skipped and
+    logged, and max_bad_steps in a row stop the run with an error."""
+    bad = os.path.join(TMP, "nan.h5")
+    subprocess.run(["cp", final, bad], check=True)
+    with h5py.File(bad, "r+") as f:
+        w = f["model/model.norm.weight"]
+        x = w[()]
+        x[3] = np.nan
+        w[...] = x
+    text = CONFIG.format(data=data, out=os.path.join(TMP, "nanrun"))
+    head, rest = text.split("[rope]", 1)
+    text = "[model]\ninit = " + bad + "\n[rope]" + rest + "max_bad_steps = 3\n"
+    p = os.path.join(TMP, "nan.ini")
+    with open(p, "w") as f:
+        f.write(text)
+    r = ropex("train", p)
+    skipped = r.stdout.count("NON-FINITE: update skipped")
+    report(r.returncode == 2 and skipped == 3 and "3 non-finite steps in a row" in r.stderr,
+           "numerical guard: non-finite steps skip the update, are logged, and 3 in a row stop the run",
+           f"{skipped} skipped; {r.stderr.strip()[:160]}")
+
+
 def test_signals(data):
     cfg, out = write_config("sigint", data)
     p = subprocess.Popen([os.path.join(BUILD, "ropex"), "train", cfg], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -230,6 +253,7 @@ def main():
                        check=True)
         data = test_data.make_dataset(tok)
         test_headline(data)
+        test_nan_guard(data, os.path.join(TMP, "straight", "final.h5"))
         test_signals(data)
         test_config_errors(data)
     print(f"{results['passed']} passed, {results['failed']} failed")
