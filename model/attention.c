@@ -12,47 +12,7 @@
 #include "ops.h"
 #include "util.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-/* exp of 8 floats: x = n ln2 + r, |r| <= ln2/2, Cephes' degree-6 polynomial for exp(r) (relative
- * error < 1e-7, measured 7.3e-8); inputs below -87 (and -inf) give exactly 0. */
-static inline __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
-    __m256 dead = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
-    __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(dead, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
-}
-#endif
-
-/* y[i] = exp(x[i] - m) (exp(-inf) = 0); returns the sum of y. */
-static float exp_shift_sum(float *y, const float *x, float m, int64_t n) {
-    int64_t i = 0;
-    float sum = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 acc = _mm256_setzero_ps(), mv = _mm256_set1_ps(m);
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
-        _mm256_storeu_ps(y + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, acc);
-    for (int j = 0; j < 8; j++) sum += lanes[j];
-#endif
-    for (; i < n; i++) { y[i] = expf(x[i] - m); sum += y[i]; }
-    return sum;
-}
+#include "vexp.h"
 
 enum { BLOCK_SKIP, BLOCK_FULL, BLOCK_PARTIAL };
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "vexp.h"
 
 /* Columns handled together when a gradient sums over rows: each thread owns whole column blocks,
  * so the sum order (rows ascending) never depends on the thread count. */
@@ -208,13 +209,12 @@ void residual_backward(float *da, float *db, const float *dout, size_t n) {
     for (size_t i = 0; i < n; i++) { da[i] += dout[i]; db[i] += dout[i]; }
 }
 
-/* max and sum of exp(row - max) of one row of logits */
+/* max and sum of exp(row - max) of one row of logits (vectorised exp, vexp.h) */
 static void row_softmax_stats(const float *row, int64_t V, float *max, double *sum) {
     float m = -INFINITY;
     for (int64_t i = 0; i < V; i++) if (row[i] > m) m = row[i];
-    double s = 0;
-    for (int64_t i = 0; i < V; i++) s += expf(row[i] - m);
-    *max = m; *sum = s;
+    *max = m;
+    *sum = exp_shift_sum(NULL, row, m, V);
 }
 
 void crossentropy_forward(float *losses, const float *logits, const int32_t *targets,
@@ -237,10 +237,10 @@ void crossentropy_backward(float *logits_to_dlogits, const int32_t *targets, flo
     for (int64_t r = 0; r < n; r++) {
         float *row = logits_to_dlogits + r * V;
         if (targets[r] < 0) { memset(row, 0, (size_t)V * sizeof(float)); continue; }
-        float m; double s;
-        row_softmax_stats(row, V, &m, &s);
-        const float inv = (float)(1.0 / s);
-        for (int64_t i = 0; i < V; i++) row[i] = expf(row[i] - m) * inv * scale;
+        float m = -INFINITY;
+        for (int64_t i = 0; i < V; i++) if (row[i] > m) m = row[i];
+        const float f = (float)(1.0 / exp_shift_sum(row, row, m, V)) * scale;
+        for (int64_t i = 0; i < V; i++) row[i] *= f;
         row[targets[r]] -= scale;
     }
 }
