@@ -26,14 +26,14 @@ LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lpthread -lm $(EXTRA_LDLIBS)
 
 MODEL_SRC := model/model.c model/ops.c model/attention.c model/rope.c model/hf_config.c model/hf_io.c \
              model/safetensors.c model/ckpt_h5.c model/llama2c.c model/fsutil.c
-TRAIN_SRC := train/main.c train/config.c train/train.c train/cmd_rope.c train/cmd_ckpt.c train/cmd_data.c \
-             train/cpu.c
+TRAIN_SRC := train/main.c train/config.c train/train.c train/eval.c train/cmd_eval.c train/cmd_rope.c \
+             train/cmd_ckpt.c train/cmd_data.c train/cpu.c
 OPTIM_SRC := optim/adamw.c optim/schedule.c
 DATA_SRC  := data/tokenizer.c data/shard.c data/stream.c data/prepare.c
 DATA_OBJ  := $(DATA_SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ   := $(MODEL_SRC:%.c=$(BUILD)/%.o)
 OPTIM_OBJ := $(OPTIM_SRC:%.c=$(BUILD)/%.o)
-TESTS     := test_ops test_model test_rope test_ckpt parity_dump ckpt_logits stream_dump optim_dump
+TESTS     := test_ops test_model test_rope test_ckpt test_eval parity_dump ckpt_logits stream_dump optim_dump
 TEST_BINS := $(TESTS:%=$(BUILD)/tests/%)
 BENCHES   := bench_ckpt bench_train bench_data
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
@@ -59,7 +59,7 @@ $(BUILD)/%.o: %.c $(wildcard model/*.h optim/*.h data/*.h train/*.h tests/*.h be
 $(BUILD)/ropex: $(LIB_OBJ) $(DATA_OBJ) $(OPTIM_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ) $(DATA_OBJ) $(OPTIM_OBJ)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ) $(DATA_OBJ) $(OPTIM_OBJ) $(BUILD)/train/eval.o
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ) $(OPTIM_OBJ) $(DATA_OBJ) $(BUILD)/train/cpu.o

@@ -43,6 +43,7 @@ run data       "$py" tests/ref/test_data.py "$build"
 run optim      "$py" tests/ref/test_optim.py "$build"
 if [ "$fast" -eq 0 ]; then   # the slow end-to-end group
   run train      "$py" tests/ref/test_train.py "$build"
+  run eval       "$py" tests/ref/test_eval.py "$build"
 fi
 rm -rf "$logdir"
 echo "$passed passed, $failed failed"

@@ -1,0 +1,278 @@
+/* ropex eval: perplexity vs length, passkey retrieval, token log-probabilities. */
+#include <cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../model/ckpt.h"
+#include "../model/rng.h"
+#include "commands.h"
+#include "eval.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const char HELP[] =
+    "usage: ropex eval CHECKPOINT.h5 [--data DIR] [--lengths 2048,4096,8192] [--stride 256]\n"
+    "                  [--max-windows N] [--passkey] [--depths 0,0.25,0.5,0.75,1] [--trials N]\n"
+    "                  [--tokenizer tokenizer.json] [--set rope.KEY=VALUE ...] [--json OUT.json]\n"
+    "       ropex eval CHECKPOINT.h5 --tokens IDS.json [--generate N] [--set rope.KEY=VALUE ...]\n"
+    "\n"
+    "Perplexity at each window length over the held-out documents of DIR (sliding windows; the\n"
+    "loss of the first window of a document counts every token, later windows the last `stride`),\n"
+    "and with --passkey the passkey retrieval accuracy per (length, depth) cell with random 5-digit\n"
+    "keys, plus k_max (the largest length at which every depth succeeds at least 20%). --set\n"
+    "changes the RoPE for the evaluation (e.g. PI without training, or dynamic NTK). --tokens\n"
+    "prints log p(token | prefix) for a JSON array of ids (as `ropex data tokenize` prints); with\n"
+    "--generate N, the N tokens greedy decoding appends to them instead.\n";
+
+static int64_t parse_list(const char *s, double *out, int cap) {
+    int n = 0;
+    char *copy = strdup(s), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t && n < cap; t = strtok_r(NULL, ",", &save)) {
+        char *end;
+        out[n] = strtod(t, &end);
+        if (end == t || *end) die("'%s' in '%s' is not a number", t, s);
+        n++;
+    }
+    free(copy);
+    return n;
+}
+
+/* Held-out documents of every domain of DIR, concatenated. */
+static int32_t *heldout_docs(const char *dir, int64_t **lens, int64_t *n_docs, char *err, size_t errlen) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) { fail(err, errlen, "%s: cannot read", path); return NULL; }
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)sz + 1);
+    if (fread(text, 1, (size_t)sz, f) != (size_t)sz) sz = 0;
+    text[sz] = 0;
+    fclose(f);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    int32_t *all = NULL;
+    size_t total = 0;
+    *lens = NULL;
+    *n_docs = 0;
+    const cJSON *d, *sh;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(root, "domains"))
+        cJSON_ArrayForEach(sh, cJSON_GetObjectItemCaseSensitive(d, "heldout_shards")) {
+            char sp[1400];
+            snprintf(sp, sizeof sp, "%s/%s", dir, cJSON_GetStringValue(sh));
+            ShardReader r;
+            if (shard_open(&r, sp, err, errlen)) { cJSON_Delete(root); free(all); return NULL; }
+            all = realloc(all, sizeof(int32_t) * (total + r.n_tokens + 1));
+            *lens = realloc(*lens, sizeof(int64_t) * (size_t)(*n_docs + (int64_t)r.n_docs + 1));
+            for (uint64_t i = 0; i < r.n_docs; i++) {
+                if (shard_read(&r, i, 0, r.doc_len[i], all + total, err, errlen)) { shard_close(&r); cJSON_Delete(root); return NULL; }
+                total += r.doc_len[i];
+                (*lens)[(*n_docs)++] = (int64_t)r.doc_len[i];
+            }
+            shard_close(&r);
+        }
+    cJSON_Delete(root);
+    if (!*n_docs) { fail(err, errlen, "%s: no held-out documents", dir); return NULL; }
+    return all;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL, *tok_path = NULL, *json_out = NULL, *tokens_path = NULL;
+    double lengths[16] = {2048, 4096, 8192}, depths[16] = {0, 0.25, 0.5, 0.75, 1};
+    int64_t n_len = 3, n_dep = 5, stride = 256, max_windows = 16, trials = 5, generate = 0;
+    int passkey = 0;
+    char err[1024];
+    for (int i = 0; i < argc; i++) if (is_help(argv[i])) { fputs(HELP, stdout); return 0; }
+    Model m;
+    RxError e;
+    FileBlobs tok_files = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--data") && more) data = argv[++i];
+        else if (!strcmp(a, "--lengths") && more) n_len = parse_list(argv[++i], lengths, 16);
+        else if (!strcmp(a, "--depths") && more) n_dep = parse_list(argv[++i], depths, 16);
+        else if (!strcmp(a, "--stride") && more) stride = parse_positive(a, argv[++i]);
+        else if (!strcmp(a, "--max-windows") && more) max_windows = parse_positive(a, argv[++i]);
+        else if (!strcmp(a, "--trials") && more) trials = parse_positive(a, argv[++i]);
+        else if (!strcmp(a, "--tokenizer") && more) tok_path = argv[++i];
+        else if (!strcmp(a, "--json") && more) json_out = argv[++i];
+        else if (!strcmp(a, "--tokens") && more) tokens_path = argv[++i];
+        else if (!strcmp(a, "--generate") && more) generate = parse_positive(a, argv[++i]);
+        else if (!strcmp(a, "--passkey")) passkey = 1;
+        else if (!strcmp(a, "--set") && more) i++;
+        else if (a[0] == '-') die("eval: unknown or incomplete option '%s' (see ropex eval --help)", a);
+        else if (!ckpt) ckpt = a;
+        else die("eval: more than one CHECKPOINT ('%s')", a);
+    }
+    if (!ckpt) die("eval: missing CHECKPOINT (see ropex eval --help)");
+    if (ckpt_load(ckpt, &m, NULL, NULL, NULL, &tok_files, &e) != RX_OK) die("%s", e.msg);
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+            const char *s = argv[++i], *eq = strchr(s, '=');
+            if (strncmp(s, "rope.", 5) || !eq) die("eval: --set %s: only rope.KEY=VALUE can be changed for an evaluation", s);
+            char key[64];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - s - 5), s + 5);
+            if (rope_config_set(&m.cfg.rope, key, eq + 1, 0, err, sizeof err)) die("--set %s: %s", s, err);
+        }
+    if (model_config_validate(&m.cfg, &e) != RX_OK) die("%s", e.msg);
+    const char *rope = rope_method_name(m.cfg.rope.method);
+
+    if (tokens_path) {
+        FILE *f = fopen(tokens_path, "rb");
+        if (!f) die("%s: cannot open", tokens_path);
+        fseek(f, 0, SEEK_END);
+        long sz = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *text = malloc((size_t)sz + 1);
+        if (fread(text, 1, (size_t)sz, f) != (size_t)sz) die("%s: read error", tokens_path);
+        text[sz] = 0;
+        fclose(f);
+        cJSON *arr = cJSON_Parse(text);
+        free(text);
+        if (!cJSON_IsArray(arr)) die("%s: expected a JSON array of token ids", tokens_path);
+        int64_t n = cJSON_GetArraySize(arr), i = 0;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n + 1));
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr) {
+            if (!cJSON_IsNumber(it)) die("%s: element %lld is not a token id", tokens_path, (long long)i);
+            ids[i++] = (int32_t)it->valuedouble;
+        }
+        if (generate > 0) {   /* greedy continuation (no cache: one full forward per token) */
+            ids = realloc(ids, sizeof(int32_t) * (size_t)(n + generate));
+            float *row = malloc(sizeof(float) * (size_t)m.cfg.vocab);
+            printf("[");
+            for (int64_t g = 0; g < generate; g++, n++) {
+                if (model_forward(&m, ids, NULL, 1, n, NULL, &e) != RX_OK) die("%s", e.msg);
+                model_logits(&m, n - 1, 1, row);
+                int64_t best = 0;
+                for (int64_t v = 1; v < m.cfg.vocab; v++) if (row[v] > row[best]) best = v;
+                ids[n] = (int32_t)best;
+                printf(g ? ", %lld" : "%lld", (long long)best);
+            }
+            printf("]\n");
+            free(row);
+        } else {
+            double *lp = malloc(sizeof(double) * (size_t)(n + 1));
+            if (eval_logprobs(&m, ids, n, lp, err, sizeof err)) die("%s", err);
+            printf("[null");
+            for (int64_t k = 1; k < n; k++) printf(", %.9g", lp[k]);
+            printf("]\n");
+            free(lp);
+        }
+        free(ids);
+        cJSON_Delete(arr);
+        model_free(&m);
+        return 0;
+    }
+
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "checkpoint", ckpt);
+    cJSON_AddStringToObject(out, "rope_type", rope);
+    cJSON_AddNumberToObject(out, "factor", m.cfg.rope.factor);
+    printf("%s (rope %s x%g, trained lengths %lld -> %lld)\n", ckpt, rope, m.cfg.rope.factor,
+           (long long)m.cfg.rope.original_max_len, (long long)m.cfg.rope.max_len);
+    if (data) {
+        int64_t *lens, nd;
+        int32_t *all = heldout_docs(data, &lens, &nd, err, sizeof err);
+        if (!all) die("%s", err);
+        cJSON *pp = cJSON_AddArrayToObject(out, "perplexity");
+        printf("%8s %10s %6s %8s %10s\n", "window", "perplexity", "docs", "windows", "tokens");
+        for (int64_t i = 0; i < n_len; i++) {
+            PplResult r;
+            if (eval_perplexity(&m, all, lens, nd, (int64_t)lengths[i], stride, max_windows, &r, err, sizeof err)) die("%s", err);
+            printf("%8lld %10.3f %6lld %8lld %10lld%s\n", (long long)r.window, r.ppl, (long long)r.docs,
+                   (long long)r.windows, (long long)r.tokens, r.docs ? "" : "  (no held-out document this long)");
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "window", (double)r.window);
+            cJSON_AddNumberToObject(o, "stride", (double)r.stride);
+            if (isfinite(r.ppl)) cJSON_AddNumberToObject(o, "ppl", r.ppl); else cJSON_AddNullToObject(o, "ppl");
+            cJSON_AddNumberToObject(o, "documents", (double)r.docs);
+            cJSON_AddNumberToObject(o, "windows", (double)r.windows);
+            cJSON_AddNumberToObject(o, "tokens", (double)r.tokens);
+            cJSON_AddItemToArray(pp, o);
+        }
+        free(all);
+        free(lens);
+    }
+    if (passkey) {
+        char tp[1300] = "";
+        if (tok_path) snprintf(tp, sizeof tp, "%s", tok_path);
+        else if (data) snprintf(tp, sizeof tp, "%s/tokenizer.json", data);
+        else {
+            for (int i = 0; i < tok_files.n; i++)
+                if (!strcmp(tok_files.items[i].name, "tokenizer.json")) {
+                    snprintf(tp, sizeof tp, "/tmp/ropex-eval-tokenizer-%d.json", (int)getpid());
+                    FILE *f = fopen(tp, "wb");
+                    if (f) { fwrite(tok_files.items[i].data, 1, tok_files.items[i].len, f); fclose(f); }
+                }
+            if (!tp[0]) die("eval --passkey: needs a tokenizer (--tokenizer, --data DIR, or one stored in the checkpoint)");
+        }
+        Tokenizer *t = tokenizer_load(tp, err, sizeof err);
+        if (!t) die("%s", err);
+        Rng rng = {12345};
+        cJSON *pk = cJSON_AddArrayToObject(out, "passkey");
+        printf("passkey accuracy (%lld random keys per cell)\n%8s", (long long)trials, "length");
+        for (int64_t j = 0; j < n_dep; j++) printf("  depth %.2f", depths[j]);
+        printf("\n");
+        int64_t kmax = 0;
+        int all_ok_so_far = 1;
+        for (int64_t i = 0; i < n_len; i++) {
+            printf("%8lld", (long long)lengths[i]);
+            int row_ok = 1;
+            for (int64_t j = 0; j < n_dep; j++) {
+                int hits = 0;
+                for (int64_t k = 0; k < trials; k++) {
+                    int key = 10000 + (int)(rng_next(&rng) % 90000);
+                    int64_t n, kp, na;
+                    int32_t *ans;
+                    int32_t *p = passkey_prompt(t, (int64_t)lengths[i], depths[j], key, &n, &kp, &ans, &na, err, sizeof err);
+                    if (!p) die("%s", err);
+                    int r = passkey_trial(&m, p, n, ans, na, err, sizeof err);
+                    if (r < 0) die("%s", err);
+                    hits += r;
+                    free(p); free(ans);
+                }
+                double acc = (double)hits / (double)trials;
+                row_ok &= acc >= 0.2;
+                printf("  %10.2f", acc);
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddNumberToObject(o, "length", lengths[i]);
+                cJSON_AddNumberToObject(o, "depth", depths[j]);
+                cJSON_AddNumberToObject(o, "accuracy", acc);
+                cJSON_AddNumberToObject(o, "trials", (double)trials);
+                cJSON_AddItemToArray(pk, o);
+            }
+            printf("\n");
+            all_ok_so_far &= row_ok;
+            if (all_ok_so_far) kmax = (int64_t)lengths[i];
+        }
+        printf("k_max %lld (largest length at which every depth succeeds at least 20%%)\n", (long long)kmax);
+        cJSON_AddNumberToObject(out, "k_max", (double)kmax);
+        tokenizer_free(t);
+    }
+    if (json_out) {
+        char *text = cJSON_Print(out);
+        FILE *f = fopen(json_out, "w");
+        if (!f || fputs(text, f) < 0) die("%s: cannot write", json_out);
+        fclose(f);
+        free(text);
+        printf("results: %s\n", json_out);
+    }
+    cJSON_Delete(out);
+    file_blobs_free(&tok_files);
+    model_free(&m);
+    return 0;
+}

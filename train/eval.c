@@ -1,0 +1,131 @@
+/* Perplexity, passkey retrieval, log-probabilities (eval.h). */
+#include "eval.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../model/ckpt.h"
+#include "../model/rng.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int64_t n_docs,
+                    int64_t window, int64_t stride, int64_t max_windows, PplResult *out,
+                    char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    out->window = window;
+    out->stride = stride;
+    int32_t *tgt = malloc(sizeof(int32_t) * (size_t)window);
+    RxError e;
+    const int32_t *doc = tokens;
+    for (int64_t d = 0; d < n_docs && out->windows < max_windows; doc += doc_len[d], d++) {
+        if (doc_len[d] < window + 1) continue;   /* window tokens + the last target */
+        out->docs++;
+        for (int64_t start = 0; start + window + 1 <= doc_len[d] && out->windows < max_windows; start += stride) {
+            /* first window of a document: every target; then only the last `stride` */
+            int64_t first_counted = start == 0 ? 0 : window - stride;
+            for (int64_t t = 0; t < window; t++) tgt[t] = t >= first_counted ? doc[start + t + 1] : -1;
+            float loss;
+            if (model_forward(m, doc + start, tgt, 1, window, &loss, &e) != RX_OK) { free(tgt); return fail(err, errlen, "%s", e.msg); }
+            out->nll += (double)loss * (double)m->n_counted;
+            out->tokens += m->n_counted;
+            out->windows++;
+        }
+    }
+    free(tgt);
+    out->ppl = out->tokens ? exp(out->nll / (double)out->tokens) : NAN;
+    return 0;
+}
+
+static const char FILLER[] = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
+
+static int encode(const Tokenizer *t, const char *s, int32_t **ids, size_t *cap, char *err, size_t errlen) {
+    int64_t n = tokenizer_encode(t, s, strlen(s), ids, cap, err, errlen);
+    return (int)n;
+}
+
+int32_t *passkey_prompt(const Tokenizer *t, int64_t length, double depth, int key, int64_t *n,
+                        int64_t *key_pos, int32_t **answer, int64_t *n_answer, char *err, size_t errlen) {
+    char keytxt[160], q[] = " What is the pass key? The pass key is";
+    snprintf(keytxt, sizeof keytxt, " The pass key is %05d. Remember it. %05d is the pass key.", key, key);
+    int32_t *f = NULL, *k = NULL, *qq = NULL, *a = NULL;
+    size_t cf = 0, ck = 0, cq = 0, ca = 0;
+    int nf = encode(t, FILLER, &f, &cf, err, errlen), nk = encode(t, keytxt, &k, &ck, err, errlen);
+    int nq = encode(t, q, &qq, &cq, err, errlen);
+    char ans[32];
+    snprintf(ans, sizeof ans, " %05d", key);
+    int na = encode(t, ans, &a, &ca, err, errlen);
+    if (nf <= 0 || nk <= 0 || nq <= 0 || na <= 0) { free(f); free(k); free(qq); free(a); fail(err, errlen, "passkey: the tokenizer cannot encode the prompt"); return NULL; }
+    int bos = tokenizer_bos(t) >= 0 && tokenizer_bos(t) != tokenizer_eos(t);
+    int64_t reps = (length - bos - nk - nq) / nf;
+    if (reps < 1) reps = 1;
+    int64_t before = (int64_t)floor(depth * (double)reps + 0.5);
+    if (before > reps) before = reps;
+    int64_t total = bos + reps * nf + nk + nq;
+    int32_t *p = malloc(sizeof(int32_t) * (size_t)total), *w = p;
+    if (bos) *w++ = tokenizer_bos(t);
+    for (int64_t r = 0; r < before; r++) { memcpy(w, f, sizeof(int32_t) * (size_t)nf); w += nf; }
+    *key_pos = w - p;
+    memcpy(w, k, sizeof(int32_t) * (size_t)nk); w += nk;
+    for (int64_t r = before; r < reps; r++) { memcpy(w, f, sizeof(int32_t) * (size_t)nf); w += nf; }
+    memcpy(w, qq, sizeof(int32_t) * (size_t)nq); w += nq;
+    *n = w - p;
+    *answer = a;
+    *n_answer = na;
+    free(f); free(k); free(qq);
+    return p;
+}
+
+int passkey_trial(Model *m, const int32_t *prompt, int64_t n, const int32_t *answer, int64_t n_answer,
+                  char *err, size_t errlen) {
+    int64_t T = n + n_answer - 1;
+    int32_t *seq = malloc(sizeof(int32_t) * (size_t)T);
+    memcpy(seq, prompt, sizeof(int32_t) * (size_t)n);
+    memcpy(seq + n, answer, sizeof(int32_t) * (size_t)(n_answer - 1));
+    RxError e;
+    if (model_forward(m, seq, NULL, 1, T, NULL, &e) != RX_OK) { free(seq); return fail(err, errlen, "%s", e.msg); }
+    float *logits = malloc(sizeof(float) * (size_t)(n_answer * m->cfg.vocab));
+    model_logits(m, n - 1, n_answer, logits);
+    int ok = 1;
+    for (int64_t i = 0; i < n_answer; i++) {
+        const float *row = logits + i * m->cfg.vocab;
+        int64_t best = 0;
+        for (int64_t v = 1; v < m->cfg.vocab; v++) if (row[v] > row[best]) best = v;
+        ok &= best == answer[i];
+    }
+    free(seq);
+    free(logits);
+    return ok;
+}
+
+int eval_logprobs(Model *m, const int32_t *tokens, int64_t n, double *logp, char *err, size_t errlen) {
+    RxError e;
+    if (n < 1) return fail(err, errlen, "no tokens");
+    if (model_forward(m, tokens, NULL, 1, n, NULL, &e) != RX_OK) return fail(err, errlen, "%s", e.msg);
+    const int64_t V = m->cfg.vocab;
+    float *row = malloc(sizeof(float) * (size_t)V);
+    logp[0] = NAN;
+    for (int64_t i = 0; i + 1 < n; i++) {
+        model_logits(m, i, 1, row);
+        float mx = row[0];
+        for (int64_t v = 1; v < V; v++) if (row[v] > mx) mx = row[v];
+        double s = 0;
+        for (int64_t v = 0; v < V; v++) s += exp((double)row[v] - mx);
+        logp[i + 1] = (double)row[tokens[i + 1]] - mx - log(s);
+    }
+    free(row);
+    return 0;
+}
+
