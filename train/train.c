@@ -385,18 +385,20 @@ int cmd_train(int argc, char **argv) {
         if (stop_requested) {
             printf("stopped by signal %d after step %lld (saved). Run the same command to continue:\n  ropex train %s\n",
                    (int)stop_requested, (long long)step + 1, cfg_path);
-            fclose(metrics);
-            return 130;
+            break;
         }
     }
     (void)last_saved;
     fclose(metrics);
-    /* the export-ready result: weights, config and tokenizer files, no optimizer state */
-    char final_path[CONFIG_PATH_MAX + 16];
-    snprintf(final_path, sizeof final_path, "%s/final.h5", rc.out_dir);
-    if (ckpt_save(final_path, &m, NULL, NULL, NULL, &tok, &e) != RX_OK) die("%s", e.msg);
-    printf("done: %lld steps, %lld updates skipped; final weights %s (ropex export %s --to hf DIR)\n",
-           (long long)rc.steps, (long long)skipped_total, final_path, final_path);
+    int status = 0;
+    if (stop_requested) status = 130;
+    else {   /* the export-ready result: weights, config and tokenizer files, no optimizer state */
+        char final_path[CONFIG_PATH_MAX + 16];
+        snprintf(final_path, sizeof final_path, "%s/final.h5", rc.out_dir);
+        if (ckpt_save(final_path, &m, NULL, NULL, NULL, &tok, &e) != RX_OK) die("%s", e.msg);
+        printf("done: %lld steps, %lld updates skipped; final weights %s (ropex export %s --to hf DIR)\n",
+               (long long)rc.steps, (long long)skipped_total, final_path, final_path);
+    }
     stream_close(stream);
     free(run.config_text);
     free(am); free(av); free(ranges);
@@ -405,5 +407,5 @@ int cmd_train(int argc, char **argv) {
     file_blobs_free(&tok);
     model_free(&m);
     config_free(&rc);
-    return 0;
+    return status;
 }
