@@ -27,7 +27,7 @@ LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lpthread -lm $(EXTRA_LDLIBS)
 MODEL_SRC := model/model.c model/ops.c model/attention.c model/rope.c model/hf_config.c model/hf_io.c \
              model/safetensors.c model/ckpt_h5.c model/llama2c.c model/fsutil.c
 TRAIN_SRC := train/main.c train/config.c train/train.c train/eval.c train/cmd_eval.c train/cmd_rope.c \
-             train/cmd_ckpt.c train/cmd_data.c train/cpu.c
+             train/cmd_ckpt.c train/cmd_data.c train/cmd_plot.c train/cpu.c
 OPTIM_SRC := optim/adamw.c optim/schedule.c
 DATA_SRC  := data/tokenizer.c data/shard.c data/stream.c data/prepare.c
 DATA_OBJ  := $(DATA_SRC:%.c=$(BUILD)/%.o)

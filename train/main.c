@@ -94,6 +94,7 @@ typedef struct { const char *name; int (*run)(int, char **); const char *summary
 static const Command COMMANDS[] = {
     {"train", cmd_train, "train or extend a model as a config says; rerun to resume exactly"},
     {"eval", cmd_eval, "perplexity vs window length, passkey retrieval, token log-probabilities"},
+    {"plot", cmd_plot, "PNG charts: loss vs step, perplexity vs length, passkey heat map (gnuplot)"},
     {"data", cmd_data, "prepare, inspect and tokenize training data (zstd shards, tokenizer.json)"},
     {"import", cmd_import, "Hugging Face directory or llama2.c file -> ropex checkpoint (.h5)"},
     {"export", cmd_export, "ropex checkpoint -> Hugging Face directory (safetensors + config.json)"},

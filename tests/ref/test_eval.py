@@ -107,6 +107,13 @@ def main():
         j2 = json.load(open(os.path.join(tmp, "ev2.json"))) if r3.returncode == 0 else {}
         report(r3.returncode == 0 and j2.get("rope_type") == "default" and j2["perplexity"][0]["ppl"] != j["perplexity"][0]["ppl"],
                "--set rope.* evaluates the same weights under another RoPE", r3.stderr.strip()[:200])
+        # charts: gnuplot PNGs from the run and the results files
+        r4 = subprocess.run([ropex, "plot", out, os.path.join(tmp, "ev.json"), os.path.join(tmp, "ev2.json"), "--out",
+                             os.path.join(tmp, "plots")], capture_output=True, text=True)
+        pngs = [os.path.join(tmp, "plots", n) for n in ("loss.png", "ppl.png", "passkey.png")]
+        ok = r4.returncode == 0 and all(os.path.exists(x) and open(x, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and
+                                        os.path.getsize(x) > 5000 for x in pngs)
+        report(ok, "ropex plot: loss.png, ppl.png, passkey.png drawn by gnuplot", (r4.stdout + r4.stderr).strip()[-200:])
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
 

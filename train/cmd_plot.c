@@ -1,0 +1,188 @@
+/* ropex plot: PNG charts drawn by gnuplot from a run's metrics.jsonl and `ropex eval --json`
+ * results: training and held-out loss against step, perplexity against window length (one line
+ * per results file), passkey accuracy as a length x depth heat map. */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+
+static const char HELP[] =
+    "usage: ropex plot RUN_DIR|RESULTS.json [RESULTS.json ...] [--out DIR]\n"
+    "\n"
+    "Draws PNG charts with gnuplot (Debian's gnuplot-nox; `make deps` installs it):\n"
+    "  loss.png      training loss and held-out loss against step (from RUN_DIR/metrics.jsonl)\n"
+    "  ppl.png       perplexity against window length, one line per `ropex eval --json` file\n"
+    "  passkey.png   passkey accuracy per (length, depth) of the first results file with a grid\n"
+    "--out DIR defaults to RUN_DIR, or to the directory of the first results file.\n";
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *t = malloc((size_t)n + 1);
+    if (fread(t, 1, (size_t)n, f) != (size_t)n) n = 0;
+    t[n] = 0;
+    fclose(f);
+    return t;
+}
+
+static FILE *gnuplot(void) {
+    FILE *g = popen("gnuplot 2>&1", "w");
+    if (!g) die("plot: cannot run gnuplot (install gnuplot-nox: make deps)");
+    return g;
+}
+
+static void finish(FILE *g, const char *what) {
+    int rc = pclose(g);
+    if (rc != 0) die("plot: gnuplot failed drawing %s (exit %d; is gnuplot-nox installed? make deps)", what, rc);
+}
+
+static void plot_loss(const char *run, const char *out) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    char *text = slurp(path);
+    if (!text) die("plot: %s: cannot read", path);
+    FILE *g = gnuplot();
+    fprintf(g, "set terminal pngcairo size 900,540\nset output '%s/loss.png'\nset xlabel 'step'\nset ylabel 'loss'\n"
+               "set grid\nset title 'ropex training loss'\nset key top right\n$train << EOD\n", out);
+    int n = 0, ne = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j) die("plot: %s: a line is not JSON", path);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "loss");
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(l) && l->valuedouble >= 0) { fprintf(g, "%g %g\n", s->valuedouble, l->valuedouble); n++; }
+        cJSON_Delete(j);
+    }
+    fprintf(g, "EOD\n$eval << EOD\n");
+    free(text);
+    text = slurp(path);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "eval_loss");
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(l) && l->valuedouble >= 0) { fprintf(g, "%g %g\n", s->valuedouble, l->valuedouble); ne++; }
+        cJSON_Delete(j);
+    }
+    free(text);
+    fprintf(g, "EOD\n");
+    if (!n) die("plot: %s has no training steps", path);
+    fprintf(g, "plot $train with lines lw 1.5 title 'training loss'%s\n",
+            ne ? ", $eval with linespoints lw 2 pt 7 title 'held-out loss'" : "");
+    finish(g, "loss.png");
+    printf("%s/loss.png: %d steps, %d evaluations\n", out, n, ne);
+}
+
+static void plot_results(char **files, int n, const char *out) {
+    FILE *g = gnuplot();
+    fprintf(g, "set terminal pngcairo size 900,540\nset output '%s/ppl.png'\nset xlabel 'window length (tokens)'\n"
+               "set ylabel 'perplexity'\nset logscale y\nset grid\nset title 'perplexity against window length'\n"
+               "set key top left\n", out);
+    cJSON *grid = NULL;
+    int lines = 0;
+    char (*labels)[300] = calloc((size_t)n, 300);
+    for (int i = 0; i < n; i++) {
+        char *text = slurp(files[i]);
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        free(text);
+        if (!j) die("plot: %s: not a `ropex eval --json` file", files[i]);
+        const cJSON *pp = cJSON_GetObjectItemCaseSensitive(j, "perplexity"), *it;
+        char *label = labels[i];
+        snprintf(label, 300, "%s (%s x%g)", files[i], cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "rope_type")) ?
+                 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "rope_type")) : "?",
+                 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "factor")));
+        for (char *c = label; *c; c++) if (*c == '\'' || *c == '_') *c = ' ';
+        fprintf(g, "$d%d << EOD\n", i);
+        cJSON_ArrayForEach(it, pp) {
+            const cJSON *w = cJSON_GetObjectItemCaseSensitive(it, "window"), *p = cJSON_GetObjectItemCaseSensitive(it, "ppl");
+            if (cJSON_IsNumber(w) && cJSON_IsNumber(p)) { fprintf(g, "%g %g\n", w->valuedouble, p->valuedouble); lines++; }
+        }
+        fprintf(g, "EOD\n");
+        if (!grid && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "passkey")) > 0) grid = cJSON_Duplicate(j, 1);
+        cJSON_Delete(j);
+    }
+    if (lines) {
+        fprintf(g, "plot ");
+        for (int i = 0; i < n; i++) {
+            fprintf(g, "%s$d%d with linespoints lw 2 pt 7 title '%s'", i ? ", " : "", i, labels[i]);
+        }
+        fprintf(g, "\n");
+    } else {
+        fprintf(g, "set output\n");
+    }
+    finish(g, "ppl.png");
+    free(labels);
+    if (lines) printf("%s/ppl.png: %d files\n", out, n);
+    if (!grid) return;
+    /* a categorical grid: one cell per (depth, length), in the order the results list them */
+    double depths[64], lengths[64];
+    int nd = 0, nl = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(grid, "passkey")) {
+        double d = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "depth"));
+        double l = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "length"));
+        int k = 0;
+        while (k < nd && depths[k] != d) k++;
+        if (k == nd && nd < 64) depths[nd++] = d;
+        k = 0;
+        while (k < nl && lengths[k] != l) k++;
+        if (k == nl && nl < 64) lengths[nl++] = l;
+    }
+    g = gnuplot();
+    fprintf(g, "set terminal pngcairo size 760,%d\nset output '%s/passkey.png'\nset xlabel 'depth of the key in the prompt'\n"
+               "set ylabel 'prompt length (tokens)'\nset title 'passkey retrieval accuracy'\nset cbrange [0:1]\n"
+               "set palette defined (0 '#b2182b', 0.5 '#fddbc7', 1 '#2166ac')\nset xrange [-0.5:%g]\n"
+               "set yrange [-0.5:%g]\nset xtics (", 200 + 70 * nl, out, nd - 0.5, nl - 0.5);
+    for (int k = 0; k < nd; k++) fprintf(g, "%s'%.2f' %d", k ? ", " : "", depths[k], k);
+    fprintf(g, ")\nset ytics (");
+    for (int k = 0; k < nl; k++) fprintf(g, "%s'%.0f' %d", k ? ", " : "", lengths[k], k);
+    fprintf(g, ")\n$g << EOD\n");
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(grid, "passkey")) {
+        double d = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "depth"));
+        double l = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "length"));
+        int x = 0, y = 0;
+        while (depths[x] != d) x++;
+        while (lengths[y] != l) y++;
+        fprintf(g, "%d %d %g\n", x, y, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "accuracy")));
+    }
+    fprintf(g, "EOD\nplot $g using 1:2:3 with image notitle, $g using 1:2:(sprintf('%%.2f',$3)) with labels notitle\n");
+    finish(g, "passkey.png");
+    printf("%s/passkey.png\n", out);
+    cJSON_Delete(grid);
+}
+
+int cmd_plot(int argc, char **argv) {
+    const char *out = NULL, *run = NULL;
+    char **files = calloc((size_t)argc + 1, sizeof *files);
+    int nf = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) { fputs(HELP, stdout); return 0; }
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) { out = argv[++i]; continue; }
+        if (argv[i][0] == '-') die("plot: unknown option '%s' (see ropex plot --help)", argv[i]);
+        struct stat sb;
+        if (stat(argv[i], &sb) != 0) die("plot: %s: no such file or directory", argv[i]);
+        if (S_ISDIR(sb.st_mode)) {
+            if (run) die("plot: one RUN_DIR at a time");
+            run = argv[i];
+        } else files[nf++] = argv[i];
+    }
+    if (!run && !nf) die("plot: expected RUN_DIR or RESULTS.json (see ropex plot --help)");
+    char dflt[1200];
+    if (!out) {
+        if (run) out = run;
+        else {
+            snprintf(dflt, sizeof dflt, "%s", files[0]);
+            char *slash = strrchr(dflt, '/');
+            if (slash) *slash = 0; else snprintf(dflt, sizeof dflt, ".");
+            out = dflt;
+        }
+    }
+    mkdir(out, 0777);
+    if (run) plot_loss(run, out);
+    if (nf) plot_results(files, nf, out);
+    free(files);
+    return 0;
+}
