@@ -1,5 +1,6 @@
 /* ropex data prepare: text -> filtered, tokenized, zstd-compressed shards + manifest (data.h). */
 #include "data.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -12,15 +13,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 typedef struct { char *text; size_t len; char origin[300]; } Doc;
 typedef struct { Doc *d; size_t n, cap; } Docs;
@@ -38,19 +30,6 @@ static int docs_add(Docs *v, char *text, size_t len, const char *origin) {
     snprintf(v->d[v->n].origin, sizeof v->d[v->n].origin, "%s", origin);
     v->n++;
     return 0;
-}
-
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseeko(f, 0, SEEK_END);
-    off_t sz = ftello(f);
-    fseeko(f, 0, SEEK_SET);
-    char *t = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
-    if (t && fread(t, 1, (size_t)sz, f) != (size_t)sz) { free(t); t = NULL; }
-    fclose(f);
-    if (t) { t[sz] = 0; *n = (size_t)sz; }
-    return t;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -90,7 +69,7 @@ static int has_suffix(const char *s, const char *suf) {
  * or one per directory with aggregate), or a text file (one document). */
 static int read_input(const char *in, int aggregate, Docs *docs, char *err, size_t errlen) {
     struct stat sb;
-    if (stat(in, &sb) != 0) return fail(err, errlen, "%s: no such file or directory", in);
+    if (stat(in, &sb) != 0) return data_fail(err, errlen, "%s: no such file or directory", in);
     if (S_ISDIR(sb.st_mode)) {
         char **files = NULL;
         size_t n = 0, cap = 0;
@@ -102,14 +81,14 @@ static int read_input(const char *in, int aggregate, Docs *docs, char *err, size
             char dir[1024] = "";
             if (i < n) { snprintf(dir, sizeof dir, "%s", files[i]); char *slash = strrchr(dir, '/'); if (slash) *slash = 0; }
             if (aggregate && agg && (i == n || strcmp(dir, agg_dir))) {   /* a directory ends: one document */
-                if (docs_add(docs, agg, agg_n, agg_dir)) return fail(err, errlen, "out of memory");
+                if (docs_add(docs, agg, agg_n, agg_dir)) return data_fail(err, errlen, "out of memory");
                 agg = NULL;
                 agg_n = 0;
             }
             if (i == n) break;
             size_t len;
-            char *t = slurp(files[i], &len);
-            if (!t) { fail(err, errlen, "%s: cannot read (%s)", files[i], strerror(errno)); free(files[i]); continue; }
+            char *t = data_read_file(files[i], &len);
+            if (!t) { data_fail(err, errlen, "%s: cannot read (%s)", files[i], strerror(errno)); free(files[i]); continue; }
             if (!aggregate) { docs_add(docs, t, len, files[i]); free(files[i]); continue; }
             /* files of one directory, in order, each headed by its path (as repository-level code data does) */
             const char *rel = files[i] + strlen(in) + (files[i][strlen(in)] == '/');
@@ -127,9 +106,9 @@ static int read_input(const char *in, int aggregate, Docs *docs, char *err, size
         return 0;
     }
     size_t len;
-    char *t = slurp(in, &len);
-    if (!t) return fail(err, errlen, "%s: cannot read (%s)", in, strerror(errno));
-    if (!has_suffix(in, ".jsonl")) return docs_add(docs, t, len, in) ? fail(err, errlen, "out of memory") : 0;
+    char *t = data_read_file(in, &len);
+    if (!t) return data_fail(err, errlen, "%s: cannot read (%s)", in, strerror(errno));
+    if (!has_suffix(in, ".jsonl")) return docs_add(docs, t, len, in) ? data_fail(err, errlen, "out of memory") : 0;
     size_t line = 0;
     for (char *p = t; p < t + len;) {
         char *nl = memchr(p, '\n', (size_t)(t + len - p));
@@ -138,7 +117,7 @@ static int read_input(const char *in, int aggregate, Docs *docs, char *err, size
         if (l > 0) {
             cJSON *o = cJSON_ParseWithLength(p, l);
             const char *txt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "text"));
-            if (!txt) { cJSON_Delete(o); free(t); return fail(err, errlen, "%s:%zu: expected a JSON object with a \"text\" string", in, line); }
+            if (!txt) { cJSON_Delete(o); free(t); return data_fail(err, errlen, "%s:%zu: expected a JSON object with a \"text\" string", in, line); }
             char origin[300];
             snprintf(origin, sizeof origin, "%s:%zu", in, line);
             docs_add(docs, strdup(txt), strlen(txt), origin);
@@ -198,7 +177,7 @@ static int write_manifest(const PrepareConfig *c, const Tokenizer *tok, const ch
     snprintf(path, sizeof path, "%s/manifest.json", c->out_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     size_t n;
-    char *text = slurp(path, &n);
+    char *text = data_read_file(path, &n);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!root) {
@@ -237,30 +216,30 @@ static int write_manifest(const PrepareConfig *c, const Tokenizer *tok, const ch
     int rc = !f || fputs(out, f) < 0 || fputc('\n', f) < 0 || fflush(f) || fsync(fileno(f));
     if (f) rc |= fclose(f) != 0;
     free(out);
-    if (rc || rename(tmp, path)) return fail(err, errlen, "%s: cannot write", path);
+    if (rc || rename(tmp, path)) return data_fail(err, errlen, "%s: cannot write", path);
     return 0;
 }
 
 int data_prepare(const PrepareConfig *c, PrepareSummary *sum, char *err, size_t errlen) {
     memset(sum, 0, sizeof *sum);
     if (mkdir(c->out_dir, 0777) != 0 && errno != EEXIST)
-        return fail(err, errlen, "%s: cannot create (%s)", c->out_dir, strerror(errno));
+        return data_fail(err, errlen, "%s: cannot create (%s)", c->out_dir, strerror(errno));
     for (const char *p = c->domain; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
-            return fail(err, errlen, "--domain %s: use letters, digits, '_' and '-'", c->domain);
+            return data_fail(err, errlen, "--domain %s: use letters, digits, '_' and '-'", c->domain);
     Tokenizer *tok = tokenizer_load(c->tokenizer, err, errlen);
     if (!tok) return -1;
     /* the dataset keeps its tokenizer: a second domain must use the same one */
     char tpath[1200];
     snprintf(tpath, sizeof tpath, "%s/tokenizer.json", c->out_dir);
     size_t n_new, n_old;
-    char *t_new = slurp(c->tokenizer, &n_new), *t_old = slurp(tpath, &n_old);
+    char *t_new = data_read_file(c->tokenizer, &n_new), *t_old = data_read_file(tpath, &n_old);
     int rc = 0;
     if (t_old && (n_old != n_new || memcmp(t_old, t_new, n_new)))
-        rc = fail(err, errlen, "%s was prepared with another tokenizer (%s differs)", c->out_dir, tpath);
+        rc = data_fail(err, errlen, "%s was prepared with another tokenizer (%s differs)", c->out_dir, tpath);
     else if (!t_old) {
         FILE *f = fopen(tpath, "wb");
-        if (!f || fwrite(t_new, 1, n_new, f) != n_new) rc = fail(err, errlen, "%s: cannot write", tpath);
+        if (!f || fwrite(t_new, 1, n_new, f) != n_new) rc = data_fail(err, errlen, "%s: cannot write", tpath);
         if (f) fclose(f);
     }
     free(t_new); free(t_old);
@@ -321,7 +300,7 @@ int data_prepare(const PrepareConfig *c, PrepareSummary *sum, char *err, size_t 
                 { bad = 1; snprintf(terr, sizeof terr, "%s: %s", docs.d[base + j].origin, e); }
             }
         }
-        if (bad) { rc = fail(err, errlen, "%s", terr); break; }
+        if (bad) { rc = data_fail(err, errlen, "%s", terr); break; }
         for (size_t j = 0; j < m && !rc; j++) {
             Doc *d = &docs.d[base + j];
             bytes_done += d->len;

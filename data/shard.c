@@ -1,5 +1,6 @@
 /* zstd shards (layout in shard.h). */
 #include "shard.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,15 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 uint64_t fnv1a64(const void *data, size_t n, uint64_t h) {
     const uint8_t *p = data;
@@ -45,14 +37,14 @@ int shard_writer_open(ShardWriter *w, const char *path, int token_bytes, int lev
     w->token_bytes = token_bytes;
     w->level = level;
     w->f = fopen(w->tmp, "wb");
-    if (!w->f) return fail(err, errlen, "%s: cannot create (%s)", w->tmp, strerror(errno));
+    if (!w->f) return data_fail(err, errlen, "%s: cannot create (%s)", w->tmp, strerror(errno));
     uint8_t zero[64] = {0};
     fwrite(zero, 1, 64, w->f);   /* header, written at close */
     w->pos = 64;
     w->buf = malloc(SHARD_FRAME_BYTES);
     w->zcap = ZSTD_compressBound(SHARD_FRAME_BYTES);
     w->zbuf = malloc(w->zcap);
-    if (!w->buf || !w->zbuf) return fail(err, errlen, "out of memory");
+    if (!w->buf || !w->zbuf) return data_fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -63,17 +55,17 @@ static int flush_frame(ShardWriter *w, char *err, size_t errlen) {
     ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
     size_t z = ZSTD_compress2(c, w->zbuf, w->zcap, w->buf, w->buf_n);
     ZSTD_freeCCtx(c);
-    if (ZSTD_isError(z)) return fail(err, errlen, "%s: zstd: %s", w->path, ZSTD_getErrorName(z));
+    if (ZSTD_isError(z)) return data_fail(err, errlen, "%s: zstd: %s", w->path, ZSTD_getErrorName(z));
     uint64_t need = w->n_frames + 1, cap = w->frames_cap;
     if (grow(&w->frame_off, need, &cap) || (cap = w->frames_cap, grow(&w->frame_zlen, need, &cap)) ||
         (cap = w->frames_cap, grow(&w->frame_first, need, &cap)))
-        return fail(err, errlen, "out of memory");
+        return data_fail(err, errlen, "out of memory");
     w->frames_cap = cap;
     w->frame_off[w->n_frames] = w->pos;
     w->frame_zlen[w->n_frames] = z;
     w->frame_first[w->n_frames] = w->n_tokens - w->buf_n / (size_t)w->token_bytes;
     w->n_frames++;
-    if (fwrite(w->zbuf, 1, z, w->f) != z) return fail(err, errlen, "%s: write failed (%s)", w->tmp, strerror(errno));
+    if (fwrite(w->zbuf, 1, z, w->f) != z) return data_fail(err, errlen, "%s: write failed (%s)", w->tmp, strerror(errno));
     w->pos += z;
     w->raw_bytes += w->buf_n;
     w->buf_n = 0;
@@ -83,7 +75,7 @@ static int flush_frame(ShardWriter *w, char *err, size_t errlen) {
 int shard_writer_add(ShardWriter *w, const int32_t *tokens, uint64_t n, char *err, size_t errlen) {
     uint64_t cap = w->docs_cap;
     if (grow(&w->doc_first, w->n_docs + 1, &cap) || (cap = w->docs_cap, grow(&w->doc_len, w->n_docs + 1, &cap)))
-        return fail(err, errlen, "out of memory");
+        return data_fail(err, errlen, "out of memory");
     w->docs_cap = cap;
     w->doc_first[w->n_docs] = w->n_tokens;
     w->doc_len[w->n_docs] = n;
@@ -118,11 +110,11 @@ int shard_writer_close(ShardWriter *w, int ok, char *err, size_t errlen) {
         put64(h + 40, w->pos); put64(h + 48, fnv1a64(t, tn, 1469598103934665603ull));
         if (fwrite(t, 1, tn, w->f) != tn || fseeko(w->f, 0, SEEK_SET) || fwrite(h, 1, 64, w->f) != 64 || fflush(w->f) ||
             fsync(fileno(w->f)))
-            rc = fail(err, errlen, "%s: write failed (%s)", w->tmp, strerror(errno));
+            rc = data_fail(err, errlen, "%s: write failed (%s)", w->tmp, strerror(errno));
         free(t);
     }
-    if (fclose(w->f) && !rc) rc = fail(err, errlen, "%s: write failed", w->tmp);
-    if (!rc && rename(w->tmp, w->path)) rc = fail(err, errlen, "%s: cannot rename into place (%s)", w->path, strerror(errno));
+    if (fclose(w->f) && !rc) rc = data_fail(err, errlen, "%s: write failed", w->tmp);
+    if (!rc && rename(w->tmp, w->path)) rc = data_fail(err, errlen, "%s: cannot rename into place (%s)", w->path, strerror(errno));
     if (rc) unlink(w->tmp);
     free(w->buf); free(w->zbuf); free(w->frame_off); free(w->frame_zlen); free(w->frame_first);
     free(w->doc_first); free(w->doc_len);
@@ -151,17 +143,17 @@ int shard_open(ShardReader *r, const char *path, char *err, size_t errlen) {
     r->cached_frame = -1;
     snprintf(r->path, sizeof r->path, "%s", path);
     r->fd = open(path, O_RDONLY);
-    if (r->fd < 0) return fail(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
+    if (r->fd < 0) return data_fail(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
     struct stat sb;
     fstat(r->fd, &sb);
     r->file_size = (uint64_t)sb.st_size;
     uint8_t h[64];
-    if (r->file_size < 64 || pread_full(r->fd, h, 64, 0)) { shard_close(r); return fail(err, errlen, "%s: truncated: %llu bytes, shorter than the 64-byte header", path, (unsigned long long)r->file_size); }
-    if (memcmp(h, SHARD_MAGIC, 8)) { shard_close(r); return fail(err, errlen, "%s: not a ropex shard (bad magic at byte 0)", path); }
+    if (r->file_size < 64 || pread_full(r->fd, h, 64, 0)) { shard_close(r); return data_fail(err, errlen, "%s: truncated: %llu bytes, shorter than the 64-byte header", path, (unsigned long long)r->file_size); }
+    if (memcmp(h, SHARD_MAGIC, 8)) { shard_close(r); return data_fail(err, errlen, "%s: not a ropex shard (bad magic at byte 0)", path); }
     uint32_t ver, tb;
     memcpy(&ver, h + 8, 4); memcpy(&tb, h + 12, 4);
-    if (ver != SHARD_VERSION) { shard_close(r); return fail(err, errlen, "%s: shard version %u, expected %d", path, ver, SHARD_VERSION); }
-    if (tb != 2 && tb != 4) { shard_close(r); return fail(err, errlen, "%s: token size %u at byte 12, expected 2 or 4", path, tb); }
+    if (ver != SHARD_VERSION) { shard_close(r); return data_fail(err, errlen, "%s: shard version %u, expected %d", path, ver, SHARD_VERSION); }
+    if (tb != 2 && tb != 4) { shard_close(r); return data_fail(err, errlen, "%s: token size %u at byte 12, expected 2 or 4", path, tb); }
     r->token_bytes = (int)tb;
     r->n_docs = get64(h + 16); r->n_frames = get64(h + 24); r->n_tokens = get64(h + 32);
     uint64_t toff = get64(h + 40), sum = get64(h + 48);
@@ -169,16 +161,16 @@ int shard_open(ShardReader *r, const char *path, char *err, size_t errlen) {
     if (r->n_frames > fsize / 24 || r->n_docs > fsize / 16 || toff < 64 || toff > fsize ||
         (fsize - toff) != r->n_frames * 24 + r->n_docs * 16) {
         shard_close(r);
-        return fail(err, errlen, "%s: the table at byte %llu does not fit the file (%llu bytes; truncated?)", path,
+        return data_fail(err, errlen, "%s: the table at byte %llu does not fit the file (%llu bytes; truncated?)", path,
                     (unsigned long long)toff, (unsigned long long)fsize);
     }
     size_t tn = (size_t)(r->file_size - toff);
     uint8_t *t = malloc(tn ? tn : 1);
-    if (!t || pread_full(r->fd, t, tn, toff)) { free(t); shard_close(r); return fail(err, errlen, "%s: cannot read the table", path); }
+    if (!t || pread_full(r->fd, t, tn, toff)) { free(t); shard_close(r); return data_fail(err, errlen, "%s: cannot read the table", path); }
     if (fnv1a64(t, tn, 1469598103934665603ull) != sum) {
         free(t);
         shard_close(r);
-        return fail(err, errlen, "%s: table checksum mismatch (bytes %llu..%llu corrupt)", path,
+        return data_fail(err, errlen, "%s: table checksum mismatch (bytes %llu..%llu corrupt)", path,
                     (unsigned long long)toff, (unsigned long long)fsize);
     }
     r->frame_off = malloc(sizeof(uint64_t) * (r->n_frames + 1));
@@ -194,12 +186,12 @@ int shard_open(ShardReader *r, const char *path, char *err, size_t errlen) {
         if (r->frame_off[i] < 64 || r->frame_zlen[i] > toff || r->frame_off[i] > toff - r->frame_zlen[i] ||
             (i && r->frame_first[i] <= r->frame_first[i - 1]) || r->frame_first[i] >= r->n_tokens) {
             shard_close(r);
-            return fail(err, errlen, "%s: frame %llu points outside the data section", path, (unsigned long long)i);
+            return data_fail(err, errlen, "%s: frame %llu points outside the data section", path, (unsigned long long)i);
         }
     for (uint64_t i = 0; i < r->n_docs; i++)
         if (r->doc_first[i] > r->n_tokens || r->doc_len[i] > r->n_tokens - r->doc_first[i]) {
             shard_close(r);
-            return fail(err, errlen, "%s: document %llu points past the last token", path, (unsigned long long)i);
+            return data_fail(err, errlen, "%s: document %llu points past the last token", path, (unsigned long long)i);
         }
     r->zcap = ZSTD_compressBound(SHARD_FRAME_BYTES);
     r->zbuf = malloc(r->zcap);
@@ -218,13 +210,13 @@ void shard_close(ShardReader *r) {
 static int load_frame(ShardReader *r, uint64_t i, int64_t doc, char *err, size_t errlen) {
     if ((int64_t)i == r->cached_frame) return 0;
     r->cached_frame = -1;
-    if (r->frame_zlen[i] > r->zcap) return fail(err, errlen, "%s: frame %llu is larger than any frame ropex writes", r->path, (unsigned long long)i);
+    if (r->frame_zlen[i] > r->zcap) return data_fail(err, errlen, "%s: frame %llu is larger than any frame ropex writes", r->path, (unsigned long long)i);
     if (pread_full(r->fd, r->zbuf, r->frame_zlen[i], r->frame_off[i]))
-        return fail(err, errlen, "%s: document %lld: cannot read the frame at byte %llu", r->path, (long long)doc, (unsigned long long)r->frame_off[i]);
+        return data_fail(err, errlen, "%s: document %lld: cannot read the frame at byte %llu", r->path, (long long)doc, (unsigned long long)r->frame_off[i]);
     size_t n = ZSTD_decompress(r->cache, SHARD_FRAME_BYTES, r->zbuf, r->frame_zlen[i]);
     uint64_t want = ((i + 1 < r->n_frames ? r->frame_first[i + 1] : r->n_tokens) - r->frame_first[i]) * (uint64_t)r->token_bytes;
     if (ZSTD_isError(n) || n != want)
-        return fail(err, errlen, "%s: document %lld: frame at byte %llu is corrupt (%s)", r->path, (long long)doc,
+        return data_fail(err, errlen, "%s: document %lld: frame at byte %llu is corrupt (%s)", r->path, (long long)doc,
                     (unsigned long long)r->frame_off[i], ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong length");
     r->cache_n = n;
     r->cached_frame = (int64_t)i;
@@ -233,7 +225,7 @@ static int load_frame(ShardReader *r, uint64_t i, int64_t doc, char *err, size_t
 
 int shard_read(ShardReader *r, uint64_t doc, uint64_t start, uint64_t n, int32_t *out, char *err, size_t errlen) {
     if (doc >= r->n_docs || start > r->doc_len[doc] || n > r->doc_len[doc] - start)
-        return fail(err, errlen, "%s: document %llu: tokens [%llu, %llu) out of range", r->path,
+        return data_fail(err, errlen, "%s: document %llu: tokens [%llu, %llu) out of range", r->path,
                     (unsigned long long)doc, (unsigned long long)start, (unsigned long long)(start + n));
     uint64_t g = r->doc_first[doc] + start, end = g + n;
     while (g < end) {

@@ -1,5 +1,6 @@
 /* Deterministic, mixed, packed sequence stream with a prefetch thread (stream.h). */
 #include "stream.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <pthread.h>
@@ -10,15 +11,6 @@
 #include <time.h>
 
 #include "shard.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static uint64_t mix64(uint64_t z) {   /* splitmix64 finaliser: a keyed hash */
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -217,26 +209,13 @@ static void start_producer(Stream *s) {
 
 /* ---- opening ---- */
 
-static char *read_text(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *t = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
-    if (t && fread(t, 1, (size_t)sz, f) != (size_t)sz) { free(t); t = NULL; }
-    fclose(f);
-    if (t) { t[sz] = 0; *n = (size_t)sz; }
-    return t;
-}
-
 Stream *stream_open(const StreamConfig *cfg, char *err, size_t errlen) {
-    if (cfg->seq_len <= 0) { fail(err, errlen, "data.seq_len must be > 0"); return NULL; }
+    if (cfg->seq_len <= 0) { data_fail(err, errlen, "data.seq_len must be > 0"); return NULL; }
     char path[1200];
     snprintf(path, sizeof path, "%s/manifest.json", cfg->dir);
     size_t n;
-    char *text = read_text(path, &n);
-    if (!text) { fail(err, errlen, "%s: cannot read (prepare the data with `ropex data prepare`)", path); return NULL; }
+    char *text = data_read_file(path, &n);
+    if (!text) { data_fail(err, errlen, "%s: cannot read (prepare the data with `ropex data prepare`)", path); return NULL; }
     cJSON *root = cJSON_ParseWithLength(text, n);
     Stream *s = calloc(1, sizeof *s);
     s->cfg = *cfg;
@@ -247,22 +226,22 @@ Stream *stream_open(const StreamConfig *cfg, char *err, size_t errlen) {
     int rc = 0;
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "ropex-data"))
-        rc = fail(err, errlen, "%s: not a ropex dataset manifest (\"format\" must be \"ropex-data\")", path);
+        rc = data_fail(err, errlen, "%s: not a ropex dataset manifest (\"format\" must be \"ropex-data\")", path);
     const cJSON *bos = cJSON_GetObjectItemCaseSensitive(root, "bos_id"), *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_id");
     s->bos = cJSON_IsNumber(bos) ? bos->valueint : -1;
     s->eos = cJSON_IsNumber(eos) ? eos->valueint : -1;
     const cJSON *vs = cJSON_GetObjectItemCaseSensitive(root, "vocab_size");
     s->vocab = cJSON_IsNumber(vs) ? (int64_t)vs->valuedouble : 0;
-    if (!rc && s->eos < 0) rc = fail(err, errlen, "%s: the tokenizer has no EOS token (eos_id), needed between documents", path);
+    if (!rc && s->eos < 0) rc = data_fail(err, errlen, "%s: the tokenizer has no EOS token (eos_id), needed between documents", path);
     const cJSON *doms = rc ? NULL : cJSON_GetObjectItemCaseSensitive(root, "domains"), *it;
     cJSON_ArrayForEach(it, doms) {
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "name"));
-        if (!name) { rc = fail(err, errlen, "%s: a domain without \"name\"", path); break; }
+        if (!name) { rc = data_fail(err, errlen, "%s: a domain without \"name\"", path); break; }
         int want = cfg->n_mix == 0;
         double w = 0;
         for (int i = 0; i < cfg->n_mix; i++) if (!strcmp(cfg->mix_name[i], name)) { want = 1; w = cfg->mix_weight[i]; }
         if (!want) continue;
-        if (s->n_dom == STREAM_MAX_DOMAINS) { rc = fail(err, errlen, "%s: more than %d domains", path, STREAM_MAX_DOMAINS); break; }
+        if (s->n_dom == STREAM_MAX_DOMAINS) { rc = data_fail(err, errlen, "%s: more than %d domains", path, STREAM_MAX_DOMAINS); break; }
         Domain *d = &s->dom[s->n_dom++];
         snprintf(d->name, sizeof d->name, "%s", name);
         const cJSON *shards = cJSON_GetObjectItemCaseSensitive(it, cfg->heldout ? "heldout_shards" : "shards"), *sh;
@@ -275,7 +254,7 @@ Stream *stream_open(const StreamConfig *cfg, char *err, size_t errlen) {
             d->n_shards++;
         }
         if (rc) break;
-        if (d->n_docs == 0) { rc = fail(err, errlen, "%s: domain %s has no %s documents", path, name, cfg->heldout ? "held-out" : "training"); break; }
+        if (d->n_docs == 0) { rc = data_fail(err, errlen, "%s: domain %s has no %s documents", path, name, cfg->heldout ? "held-out" : "training"); break; }
         d->weight = cfg->n_mix ? w : 0;
         if (!cfg->n_mix) for (int i = 0; i < d->n_shards; i++) d->weight += (double)d->shards[i].n_tokens;
         d->doc_shard = malloc(sizeof(uint64_t) * d->n_docs);
@@ -288,13 +267,13 @@ Stream *stream_open(const StreamConfig *cfg, char *err, size_t errlen) {
     for (int i = 0; !rc && i < cfg->n_mix; i++) {
         int found = 0;
         for (int d = 0; d < s->n_dom; d++) found |= !strcmp(s->dom[d].name, cfg->mix_name[i]);
-        if (!found) rc = fail(err, errlen, "data.mix names domain '%s', which %s does not have", cfg->mix_name[i], path);
-        if (cfg->mix_weight[i] < 0) rc = fail(err, errlen, "data.mix: weight of %s is negative", cfg->mix_name[i]);
+        if (!found) rc = data_fail(err, errlen, "data.mix names domain '%s', which %s does not have", cfg->mix_name[i], path);
+        if (cfg->mix_weight[i] < 0) rc = data_fail(err, errlen, "data.mix: weight of %s is negative", cfg->mix_name[i]);
     }
-    if (!rc && s->n_dom == 0) rc = fail(err, errlen, "%s: no domains", path);
+    if (!rc && s->n_dom == 0) rc = data_fail(err, errlen, "%s: no domains", path);
     double wsum = 0;
     for (int d = 0; d < s->n_dom; d++) wsum += s->dom[d].weight;
-    if (!rc && !(wsum > 0)) rc = fail(err, errlen, "data.mix: the weights sum to 0");
+    if (!rc && !(wsum > 0)) rc = data_fail(err, errlen, "data.mix: the weights sum to 0");
     for (int d = 0; d < s->n_dom && !rc; d++) s->dom[d].weight /= wsum;
     /* fingerprint: the manifest and every setting the sequences depend on */
     uint64_t fp = fnv1a64(text, n, 1469598103934665603ull);
@@ -347,7 +326,7 @@ int stream_next(Stream *s, int32_t *tokens, int32_t *docs, int *domain, char *er
     Slot *slot = &s->ring[s->head];
     pthread_mutex_unlock(&s->mu);
     s->wait_s += now_s() - t0;
-    if (slot->error) return fail(err, errlen, "%s", slot->msg);
+    if (slot->error) return data_fail(err, errlen, "%s", slot->msg);
     size_t n = (size_t)(s->cfg.seq_len + 1);
     memcpy(tokens, slot->tokens, n * sizeof(int32_t));
     if (docs) memcpy(docs, slot->docs, n * sizeof(int32_t));
@@ -391,12 +370,12 @@ int stream_restore(Stream *s, const uint8_t *b, size_t len, char *err, size_t er
     uint64_t fp, k;
     int64_t skipped;
     uint32_t nd;
-    if (len < 36 || memcmp(b, CURSOR_MAGIC, 8)) return fail(err, errlen, "data cursor: not a ropex stream cursor");
+    if (len < 36 || memcmp(b, CURSOR_MAGIC, 8)) return data_fail(err, errlen, "data cursor: not a ropex stream cursor");
     memcpy(&fp, b + 8, 8); memcpy(&k, b + 16, 8); memcpy(&skipped, b + 24, 8); memcpy(&nd, b + 32, 4);
     if (fp != s->fingerprint)
-        return fail(err, errlen, "data cursor: the dataset or the data settings changed since it was saved "
+        return data_fail(err, errlen, "data cursor: the dataset or the data settings changed since it was saved "
                     "(manifest, seed, seq_len, mix or upsampling); the stream cannot continue exactly");
-    if (nd != (uint32_t)s->n_dom || len != 36 + (size_t)nd * 32) return fail(err, errlen, "data cursor: wrong size");
+    if (nd != (uint32_t)s->n_dom || len != 36 + (size_t)nd * 32) return data_fail(err, errlen, "data cursor: wrong size");
     stop_producer(s);
     memcpy(s->cur, b + 36, (size_t)nd * 32);
     memcpy(s->taken, s->cur, sizeof s->taken);

@@ -1,6 +1,7 @@
 /* tokenizer.json BPE: load, encode, decode (tokenizer.h). */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <pcre2.h>
@@ -113,15 +114,6 @@ struct Tokenizer {
     int bytelevel;              /* a ByteLevel pre-tokenizer is present */
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* GPT-2's byte <-> printable character map (bytes_to_unicode). */
 static uint32_t byte_to_cp(int b) {
     if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return (uint32_t)b;
@@ -191,7 +183,7 @@ static pcre2_code *compile_re(const char *pat, char *err, size_t errlen, const c
     if (!re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        fail(err, errlen, "%s: regex does not compile at offset %zu: %s", where, (size_t)off, (char *)msg);
+        data_fail(err, errlen, "%s: regex does not compile at offset %zu: %s", where, (size_t)off, (char *)msg);
         return NULL;
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);   /* faster when available; optional */
@@ -213,7 +205,7 @@ static const char GPT2_PATTERN[] =
 static int load_normalizer(Tokenizer *t, const cJSON *n, char *err, size_t errlen) {
     if (!n || cJSON_IsNull(n)) return 0;
     const char *type = jstr(n, "type");
-    if (!type) return fail(err, errlen, "%s: normalizer without \"type\"", t->path);
+    if (!type) return data_fail(err, errlen, "%s: normalizer without \"type\"", t->path);
     if (!strcmp(type, "Sequence")) {
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "normalizers"))
@@ -221,7 +213,7 @@ static int load_normalizer(Tokenizer *t, const cJSON *n, char *err, size_t errle
         return 0;
     }
     Normalizer *nn = realloc(t->norm, sizeof *nn * (size_t)(t->n_norm + 1));
-    if (!nn) return fail(err, errlen, "out of memory");
+    if (!nn) return data_fail(err, errlen, "out of memory");
     t->norm = nn;
     Normalizer *x = &t->norm[t->n_norm];
     memset(x, 0, sizeof *x);
@@ -234,9 +226,9 @@ static int load_normalizer(Tokenizer *t, const cJSON *n, char *err, size_t errle
         x->a = pattern_text(cJSON_GetObjectItemCaseSensitive(n, "pattern"), &is_re);
         x->b = jstr(n, "content") ? strdup(jstr(n, "content")) : NULL;
         if (!x->a || !x->b || is_re || !x->a[0])
-            return fail(err, errlen, "%s: normalizer Replace: only a non-empty String pattern is supported", t->path);
+            return data_fail(err, errlen, "%s: normalizer Replace: only a non-empty String pattern is supported", t->path);
     } else {
-        return fail(err, errlen, "%s: normalizer \"%s\" is not supported (supported: Prepend, Replace, Sequence)",
+        return data_fail(err, errlen, "%s: normalizer \"%s\" is not supported (supported: Prepend, Replace, Sequence)",
                     t->path, type);
     }
     t->n_norm++;
@@ -246,7 +238,7 @@ static int load_normalizer(Tokenizer *t, const cJSON *n, char *err, size_t errle
 static int load_pretok(Tokenizer *t, const cJSON *p, char *err, size_t errlen) {
     if (!p || cJSON_IsNull(p)) return 0;
     const char *type = jstr(p, "type");
-    if (!type) return fail(err, errlen, "%s: pre_tokenizer without \"type\"", t->path);
+    if (!type) return data_fail(err, errlen, "%s: pre_tokenizer without \"type\"", t->path);
     if (!strcmp(type, "Sequence")) {
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers"))
@@ -254,7 +246,7 @@ static int load_pretok(Tokenizer *t, const cJSON *p, char *err, size_t errlen) {
         return 0;
     }
     PreTok *pp = realloc(t->pre, sizeof *pp * (size_t)(t->n_pre + 1));
-    if (!pp) return fail(err, errlen, "out of memory");
+    if (!pp) return data_fail(err, errlen, "out of memory");
     t->pre = pp;
     PreTok *x = &t->pre[t->n_pre];
     memset(x, 0, sizeof *x);
@@ -284,12 +276,12 @@ static int load_pretok(Tokenizer *t, const cJSON *p, char *err, size_t errlen) {
         x->kind = PRE_SPLIT;
         int is_re = 0;
         char *pat = pattern_text(cJSON_GetObjectItemCaseSensitive(p, "pattern"), &is_re);
-        if (!pat) return fail(err, errlen, "%s: missing pattern", where);
+        if (!pat) return data_fail(err, errlen, "%s: missing pattern", where);
         const char *beh = jstr(p, "behavior");
         x->behavior = !beh || !strcmp(beh, "Isolated") ? 0 : !strcmp(beh, "Removed") ? 1
                       : !strcmp(beh, "MergedWithPrevious") ? 2 : !strcmp(beh, "MergedWithNext") ? 3 : -1;
         x->invert = jbool(p, "invert", 0);
-        if (x->behavior < 0 || x->invert) { free(pat); return fail(err, errlen, "%s: behavior '%s'%s is not supported", where, beh, x->invert ? " with invert" : ""); }
+        if (x->behavior < 0 || x->invert) { free(pat); return data_fail(err, errlen, "%s: behavior '%s'%s is not supported", where, beh, x->invert ? " with invert" : ""); }
         if (!is_re) {   /* a literal: quote it */
             char *q = malloc(strlen(pat) + 5);
             sprintf(q, "\\Q%s\\E", pat);
@@ -300,11 +292,11 @@ static int load_pretok(Tokenizer *t, const cJSON *p, char *err, size_t errlen) {
         free(pat);
         if (!x->re) return -1;
     } else {
-        return fail(err, errlen, "%s: pre_tokenizer \"%s\" is not supported (supported: ByteLevel, "
+        return data_fail(err, errlen, "%s: pre_tokenizer \"%s\" is not supported (supported: ByteLevel, "
                     "Metaspace, Digits, Split, Sequence)", t->path, type);
     }
     if (t->n_pre > 0 && (x->kind == PRE_METASPACE || (x->kind == PRE_BYTELEVEL && x->add_prefix_space)))
-        return fail(err, errlen, "%s: pre_tokenizer %s after another pre-tokenizer is not supported", t->path, type);
+        return data_fail(err, errlen, "%s: pre_tokenizer %s after another pre-tokenizer is not supported", t->path, type);
     t->n_pre++;
     return 0;
 }
@@ -312,7 +304,7 @@ static int load_pretok(Tokenizer *t, const cJSON *p, char *err, size_t errlen) {
 static int load_decoder(Tokenizer *t, const cJSON *d, char *err, size_t errlen) {
     if (!d || cJSON_IsNull(d)) return 0;
     const char *type = jstr(d, "type");
-    if (!type) return fail(err, errlen, "%s: decoder without \"type\"", t->path);
+    if (!type) return data_fail(err, errlen, "%s: decoder without \"type\"", t->path);
     if (!strcmp(type, "Sequence")) {
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(d, "decoders"))
@@ -320,7 +312,7 @@ static int load_decoder(Tokenizer *t, const cJSON *d, char *err, size_t errlen) 
         return 0;
     }
     Decoder *dd = realloc(t->dec, sizeof *dd * (size_t)(t->n_dec + 1));
-    if (!dd) return fail(err, errlen, "out of memory");
+    if (!dd) return data_fail(err, errlen, "out of memory");
     t->dec = dd;
     Decoder *x = &t->dec[t->n_dec];
     memset(x, 0, sizeof *x);
@@ -338,7 +330,7 @@ static int load_decoder(Tokenizer *t, const cJSON *d, char *err, size_t errlen) 
         x->a = pattern_text(cJSON_GetObjectItemCaseSensitive(d, "pattern"), &is_re);
         x->b = jstr(d, "content") ? strdup(jstr(d, "content")) : NULL;
         if (!x->a || !x->b || is_re || !x->a[0])
-            return fail(err, errlen, "%s: decoder Replace: only a non-empty String pattern is supported", t->path);
+            return data_fail(err, errlen, "%s: decoder Replace: only a non-empty String pattern is supported", t->path);
     } else if (!strcmp(type, "Strip")) {
         x->kind = DEC_STRIP;
         x->a = strdup(jstr(d, "content") ? jstr(d, "content") : " ");
@@ -346,7 +338,7 @@ static int load_decoder(Tokenizer *t, const cJSON *d, char *err, size_t errlen) 
         x->start = cJSON_IsNumber(s) ? s->valueint : 0;
         x->stop = cJSON_IsNumber(e) ? e->valueint : 0;
     } else {
-        return fail(err, errlen, "%s: decoder \"%s\" is not supported (supported: ByteLevel, Metaspace, "
+        return data_fail(err, errlen, "%s: decoder \"%s\" is not supported (supported: ByteLevel, Metaspace, "
                     "Replace, ByteFallback, Fuse, Strip, Sequence)", t->path, type);
     }
     t->n_dec++;
@@ -354,11 +346,11 @@ static int load_decoder(Tokenizer *t, const cJSON *d, char *err, size_t errlen) 
 }
 
 static int set_id(Tokenizer *t, const char *tok, int32_t id, char *err, size_t errlen) {
-    if (id < 0 || id > 100000000) return fail(err, errlen, "%s: token id %d out of range", t->path, id);
+    if (id < 0 || id > 100000000) return data_fail(err, errlen, "%s: token id %d out of range", t->path, id);
     if (id >= t->n_ids) {
         int64_t n = (int64_t)id + 1;
         char **p = realloc(t->id_to_token, sizeof(char *) * (size_t)n);
-        if (!p) return fail(err, errlen, "out of memory");
+        if (!p) return data_fail(err, errlen, "out of memory");
         for (int64_t i = t->n_ids; i < n; i++) p[i] = NULL;
         t->id_to_token = p;
         t->n_ids = n;
@@ -371,23 +363,23 @@ static int set_id(Tokenizer *t, const char *tok, int32_t id, char *err, size_t e
 static int load_model(Tokenizer *t, const cJSON *model, char *err, size_t errlen) {
     const char *type = jstr(model, "type");
     if (!model || (type && strcmp(type, "BPE")))
-        return fail(err, errlen, "%s: model.type = \"%s\": only BPE is supported", t->path, type ? type : "?");
+        return data_fail(err, errlen, "%s: model.type = \"%s\": only BPE is supported", t->path, type ? type : "?");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    if (!cJSON_IsObject(vocab)) return fail(err, errlen, "%s: model.vocab must be an object", t->path);
+    if (!cJSON_IsObject(vocab)) return data_fail(err, errlen, "%s: model.vocab must be an object", t->path);
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
-        if (!cJSON_IsNumber(it)) return fail(err, errlen, "%s: model.vocab[\"%s\"] is not an id", t->path, it->string);
+        if (!cJSON_IsNumber(it)) return data_fail(err, errlen, "%s: model.vocab[\"%s\"] is not an id", t->path, it->string);
         if (set_id(t, it->string, it->valueint, err, errlen) ||
             strmap_put(&t->vocab, it->string, strlen(it->string), it->valueint))
             return -1;
     }
     if (jstr(model, "continuing_subword_prefix") && *jstr(model, "continuing_subword_prefix"))
-        return fail(err, errlen, "%s: model.continuing_subword_prefix is not supported", t->path);
+        return data_fail(err, errlen, "%s: model.continuing_subword_prefix is not supported", t->path);
     if (jstr(model, "end_of_word_suffix") && *jstr(model, "end_of_word_suffix"))
-        return fail(err, errlen, "%s: model.end_of_word_suffix is not supported", t->path);
+        return data_fail(err, errlen, "%s: model.end_of_word_suffix is not supported", t->path);
     const cJSON *drop = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     if (cJSON_IsNumber(drop) && drop->valuedouble > 0)
-        return fail(err, errlen, "%s: model.dropout is not supported (encoding would be random)", t->path);
+        return data_fail(err, errlen, "%s: model.dropout is not supported (encoding would be random)", t->path);
     t->byte_fallback = jbool(model, "byte_fallback", 0);
     t->fuse_unk = jbool(model, "fuse_unk", 0);
     t->ignore_merges = jbool(model, "ignore_merges", 0);
@@ -397,7 +389,7 @@ static int load_model(Tokenizer *t, const cJSON *model, char *err, size_t errlen
     t->merges.cap = 16;
     while (t->merges.cap < (size_t)n * 2 + 2) t->merges.cap *= 2;
     t->merges.slots = malloc(sizeof(PairSlot) * t->merges.cap);
-    if (!t->merges.slots) return fail(err, errlen, "out of memory");
+    if (!t->merges.slots) return data_fail(err, errlen, "out of memory");
     for (size_t i = 0; i < t->merges.cap; i++) t->merges.slots[i].rank = -1;
     int rank = 0;
     cJSON_ArrayForEach(it, merges) {
@@ -405,7 +397,7 @@ static int load_model(Tokenizer *t, const cJSON *model, char *err, size_t errlen
         if (cJSON_IsString(it)) {
             const char *sp = strchr(it->valuestring, ' ');
             if (!sp || (size_t)(sp - it->valuestring) >= sizeof a || strlen(sp + 1) >= sizeof b)
-                return fail(err, errlen, "%s: model.merges[%d] = \"%.40s\": expected \"left right\"", t->path, rank, it->valuestring);
+                return data_fail(err, errlen, "%s: model.merges[%d] = \"%.40s\": expected \"left right\"", t->path, rank, it->valuestring);
             snprintf(a, sizeof a, "%.*s", (int)(sp - it->valuestring), it->valuestring);
             snprintf(b, sizeof b, "%s", sp + 1);
         } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 && cJSON_IsString(cJSON_GetArrayItem(it, 0)) &&
@@ -413,14 +405,14 @@ static int load_model(Tokenizer *t, const cJSON *model, char *err, size_t errlen
             snprintf(a, sizeof a, "%s", cJSON_GetArrayItem(it, 0)->valuestring);
             snprintf(b, sizeof b, "%s", cJSON_GetArrayItem(it, 1)->valuestring);
         } else {
-            return fail(err, errlen, "%s: model.merges[%d]: expected \"left right\" or [left, right]", t->path, rank);
+            return data_fail(err, errlen, "%s: model.merges[%d]: expected \"left right\" or [left, right]", t->path, rank);
         }
         char ab[1024];
         snprintf(ab, sizeof ab, "%s%s", a, b);
         int32_t ia = strmap_get(&t->vocab, a, strlen(a)), ib = strmap_get(&t->vocab, b, strlen(b));
         int32_t iab = strmap_get(&t->vocab, ab, strlen(ab));
         if (ia < 0 || ib < 0 || iab < 0)
-            return fail(err, errlen, "%s: model.merges[%d] (\"%s\" + \"%s\") uses a token missing from the vocab",
+            return data_fail(err, errlen, "%s: model.merges[%d] (\"%s\" + \"%s\") uses a token missing from the vocab",
                         t->path, rank, a, b);
         uint64_t k = pair_key(ia, ib);
         size_t j = pair_hash(k, t->merges.cap);
@@ -433,15 +425,15 @@ static int load_model(Tokenizer *t, const cJSON *model, char *err, size_t errlen
 
 Tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) { fail(err, errlen, "%s: cannot open the tokenizer", path); return NULL; }
+    if (!f) { data_fail(err, errlen, "%s: cannot open the tokenizer", path); return NULL; }
     fseeko(f, 0, SEEK_END);
     long long size = (long long)ftello(f);
     fseeko(f, 0, SEEK_SET);
-    if (size < 0 || size > (1ll << 30)) { fclose(f); fail(err, errlen, "%s: unreadable size", path); return NULL; }
+    if (size < 0 || size > (1ll << 30)) { fclose(f); data_fail(err, errlen, "%s: unreadable size", path); return NULL; }
     char *text = malloc((size_t)size + 1);
     size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
     fclose(f);
-    if (!text || got != (size_t)size) { free(text); fail(err, errlen, "%s: read error", path); return NULL; }
+    if (!text || got != (size_t)size) { free(text); data_fail(err, errlen, "%s: read error", path); return NULL; }
     text[size] = 0;
     cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
     free(text);
@@ -450,7 +442,7 @@ Tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
     snprintf(t->path, sizeof t->path, "%s", path);
     t->unk = t->bos = t->eos = -1;
     int rc = 0;
-    if (!cJSON_IsObject(root)) rc = fail(err, errlen, "%s: not a JSON object", path);
+    if (!cJSON_IsObject(root)) rc = data_fail(err, errlen, "%s: not a JSON object", path);
     if (!rc) rc = load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), err, errlen);
     if (!rc) rc = load_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err, errlen);
     if (!rc) rc = load_pretok(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), err, errlen);
@@ -459,9 +451,9 @@ Tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
     cJSON_ArrayForEach(it, added) {
         const char *content = jstr(it, "content");
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
-        if (!content || !*content || !cJSON_IsNumber(id)) { rc = fail(err, errlen, "%s: added_tokens entry without content or id", path); break; }
+        if (!content || !*content || !cJSON_IsNumber(id)) { rc = data_fail(err, errlen, "%s: added_tokens entry without content or id", path); break; }
         Added *a = realloc(t->added, sizeof *a * (size_t)(t->n_added + 1));
-        if (!a) { rc = fail(err, errlen, "out of memory"); break; }
+        if (!a) { rc = data_fail(err, errlen, "out of memory"); break; }
         t->added = a;
         t->added[t->n_added++] = (Added){strdup(content), strlen(content), id->valueint, jbool(it, "special", 0),
                                          jbool(it, "lstrip", 0), jbool(it, "rstrip", 0)};
@@ -478,7 +470,7 @@ Tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
         }
         if (!rc && t->byte_fallback)
             for (int b = 0; b < 256 && !rc; b++)
-                if (t->byte_ids[b] < 0) rc = fail(err, errlen, "%s: byte_fallback is on but <0x%02X> is not in the vocab", path, b);
+                if (t->byte_ids[b] < 0) rc = data_fail(err, errlen, "%s: byte_fallback is on but <0x%02X> is not in the vocab", path, b);
     }
     if (rc) { tokenizer_free(t); return NULL; }
     const char *bos[] = {"<s>", "<|begin_of_text|>", "<|im_start|>", "<|endoftext|>"};
@@ -758,12 +750,12 @@ int64_t tokenizer_encode(const Tokenizer *t, const char *text_in, size_t len, in
     for (size_t i = 0; i < len;) {
         int l = utf8_len((const unsigned char *)text_in + i, len - i);
         if (!l) {
-            if (!clean.p) { if (buf_add(&clean, text_in, i)) return fail(err, errlen, "out of memory"); }
-            if (buf_add(&clean, "\xef\xbf\xbd", 3)) { free(clean.p); return fail(err, errlen, "out of memory"); }
+            if (!clean.p) { if (buf_add(&clean, text_in, i)) return data_fail(err, errlen, "out of memory"); }
+            if (buf_add(&clean, "\xef\xbf\xbd", 3)) { free(clean.p); return data_fail(err, errlen, "out of memory"); }
             i++;
             continue;
         }
-        if (clean.p && buf_add(&clean, text_in + i, (size_t)l)) { free(clean.p); return fail(err, errlen, "out of memory"); }
+        if (clean.p && buf_add(&clean, text_in + i, (size_t)l)) { free(clean.p); return data_fail(err, errlen, "out of memory"); }
         i += (size_t)l;
     }
     if (clean.p) { text = clean.p; len = clean.n; }
@@ -788,7 +780,7 @@ int64_t tokenizer_encode(const Tokenizer *t, const char *text_in, size_t len, in
     free(clean.p);
     *ids = out.ids;
     *cap = out.cap;
-    if (rc) return fail(err, errlen, "out of memory while encoding");
+    if (rc) return data_fail(err, errlen, "out of memory while encoding");
     return (int64_t)out.n;
 }
 
@@ -912,7 +904,7 @@ char *tokenizer_decode(const Tokenizer *t, const int32_t *ids, int64_t n, size_t
         if (ids[i] < 0 || ids[i] >= t->n_ids || !t->id_to_token[ids[i]]) {
             for (size_t j = 0; j < l.n; j++) free(l.s[j]);
             free(l.s);
-            fail(err, errlen, "token id %d is not in the vocabulary", ids[i]);
+            data_fail(err, errlen, "token id %d is not in the vocabulary", ids[i]);
             return NULL;
         }
         int special = 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../data/data.h"
+#include "../data/util.h"
 #include "commands.h"
 
 static const char HELP[] =
@@ -76,15 +77,8 @@ static int data_inspect(int argc, char **argv) {
     if (argc != 1) die("data inspect: expected DIR (see ropex data --help)");
     char path[1200];
     snprintf(path, sizeof path, "%s/manifest.json", argv[0]);
-    FILE *f = fopen(path, "rb");
-    if (!f) die("%s: cannot read (not a dataset made by `ropex data prepare`?)", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    if (fread(text, 1, (size_t)n, f) != (size_t)n) die("%s: read error", path);
-    text[n] = 0;
-    fclose(f);
+    char *text = data_read_file(path, NULL);
+    if (!text) die("%s: cannot read (not a dataset made by `ropex data prepare`?)", path);
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root) die("%s: not JSON", path);

@@ -8,18 +8,10 @@
 #include <unistd.h>
 
 #include "../model/ckpt.h"
+#include "../data/util.h"
 #include "../model/rng.h"
 #include "commands.h"
 #include "eval.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static const char HELP[] =
     "usage: ropex eval CHECKPOINT.h5 [--data DIR] [--lengths 2048,4096,8192] [--stride 256]\n"
@@ -52,15 +44,8 @@ static int64_t parse_list(const char *s, double *out, int cap) {
 static int32_t *heldout_docs(const char *dir, int64_t **lens, int64_t *n_docs, char *err, size_t errlen) {
     char path[1200];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) { fail(err, errlen, "%s: cannot read", path); return NULL; }
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)sz + 1);
-    if (fread(text, 1, (size_t)sz, f) != (size_t)sz) sz = 0;
-    text[sz] = 0;
-    fclose(f);
+    char *text = data_read_file(path, NULL);
+    if (!text) { data_fail(err, errlen, "%s: cannot read", path); return NULL; }
     cJSON *root = cJSON_Parse(text);
     free(text);
     int32_t *all = NULL;
@@ -84,7 +69,7 @@ static int32_t *heldout_docs(const char *dir, int64_t **lens, int64_t *n_docs, c
             shard_close(&r);
         }
     cJSON_Delete(root);
-    if (!*n_docs) { fail(err, errlen, "%s: no held-out documents", dir); return NULL; }
+    if (!*n_docs) { data_fail(err, errlen, "%s: no held-out documents", dir); return NULL; }
     return all;
 }
 
@@ -131,15 +116,8 @@ int cmd_eval(int argc, char **argv) {
     const char *rope = rope_method_name(m.cfg.rope.method);
 
     if (tokens_path) {
-        FILE *f = fopen(tokens_path, "rb");
-        if (!f) die("%s: cannot open", tokens_path);
-        fseek(f, 0, SEEK_END);
-        long sz = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *text = malloc((size_t)sz + 1);
-        if (fread(text, 1, (size_t)sz, f) != (size_t)sz) die("%s: read error", tokens_path);
-        text[sz] = 0;
-        fclose(f);
+        char *text = data_read_file(tokens_path, NULL);
+        if (!text) die("%s: cannot read", tokens_path);
         cJSON *arr = cJSON_Parse(text);
         free(text);
         if (!cJSON_IsArray(arr)) die("%s: expected a JSON array of token ids", tokens_path);

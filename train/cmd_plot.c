@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../data/util.h"
 #include "commands.h"
 
 static const char HELP[] =
@@ -17,19 +18,6 @@ static const char HELP[] =
     "  ppl.png       perplexity against window length, one line per `ropex eval --json` file\n"
     "  passkey.png   passkey accuracy per (length, depth) of the first results file with a grid\n"
     "--out DIR defaults to RUN_DIR, or to the directory of the first results file.\n";
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *t = malloc((size_t)n + 1);
-    if (fread(t, 1, (size_t)n, f) != (size_t)n) n = 0;
-    t[n] = 0;
-    fclose(f);
-    return t;
-}
 
 static FILE *gnuplot(void) {
     FILE *g = popen("gnuplot 2>&1", "w");
@@ -45,7 +33,7 @@ static void finish(FILE *g, const char *what) {
 static void plot_loss(const char *run, const char *out) {
     char path[1200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    char *text = slurp(path);
+    char *text = data_read_file(path, NULL);
     if (!text) die("plot: %s: cannot read", path);
     FILE *g = gnuplot();
     fprintf(g, "set terminal pngcairo size 900,540\nset output '%s/loss.png'\nset xlabel 'step'\nset ylabel 'loss'\n"
@@ -60,7 +48,7 @@ static void plot_loss(const char *run, const char *out) {
     }
     fprintf(g, "EOD\n$eval << EOD\n");
     free(text);
-    text = slurp(path);
+    text = data_read_file(path, NULL);
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         cJSON *j = cJSON_Parse(line);
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "eval_loss");
@@ -85,7 +73,7 @@ static void plot_results(char **files, int n, const char *out) {
     int lines = 0;
     char (*labels)[300] = calloc((size_t)n, 300);
     for (int i = 0; i < n; i++) {
-        char *text = slurp(files[i]);
+        char *text = data_read_file(files[i], NULL);
         cJSON *j = text ? cJSON_Parse(text) : NULL;
         free(text);
         if (!j) die("plot: %s: not a `ropex eval --json` file", files[i]);

@@ -1,5 +1,6 @@
 /* Perplexity, passkey retrieval, log-probabilities (eval.h). */
 #include "eval.h"
+#include "../data/util.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -11,15 +12,6 @@
 
 #include "../model/ckpt.h"
 #include "../model/rng.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int64_t n_docs,
                     int64_t window, int64_t stride, int64_t max_windows, PplResult *out,
@@ -38,7 +30,7 @@ int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int
             int64_t first_counted = start == 0 ? 0 : window - stride;
             for (int64_t t = 0; t < window; t++) tgt[t] = t >= first_counted ? doc[start + t + 1] : -1;
             float loss;
-            if (model_forward(m, doc + start, tgt, 1, window, &loss, &e) != RX_OK) { free(tgt); return fail(err, errlen, "%s", e.msg); }
+            if (model_forward(m, doc + start, tgt, 1, window, &loss, &e) != RX_OK) { free(tgt); return data_fail(err, errlen, "%s", e.msg); }
             out->nll += (double)loss * (double)m->n_counted;
             out->tokens += m->n_counted;
             out->windows++;
@@ -67,7 +59,7 @@ int32_t *passkey_prompt(const Tokenizer *t, int64_t length, double depth, int ke
     char ans[32];
     snprintf(ans, sizeof ans, " %05d", key);
     int na = encode(t, ans, &a, &ca, err, errlen);
-    if (nf <= 0 || nk <= 0 || nq <= 0 || na <= 0) { free(f); free(k); free(qq); free(a); fail(err, errlen, "passkey: the tokenizer cannot encode the prompt"); return NULL; }
+    if (nf <= 0 || nk <= 0 || nq <= 0 || na <= 0) { free(f); free(k); free(qq); free(a); data_fail(err, errlen, "passkey: the tokenizer cannot encode the prompt"); return NULL; }
     int bos = tokenizer_bos(t) >= 0 && tokenizer_bos(t) != tokenizer_eos(t);
     int64_t reps = (length - bos - nk - nq) / nf;
     if (reps < 1) reps = 1;
@@ -95,7 +87,7 @@ int passkey_trial(Model *m, const int32_t *prompt, int64_t n, const int32_t *ans
     memcpy(seq, prompt, sizeof(int32_t) * (size_t)n);
     memcpy(seq + n, answer, sizeof(int32_t) * (size_t)(n_answer - 1));
     RxError e;
-    if (model_forward(m, seq, NULL, 1, T, NULL, &e) != RX_OK) { free(seq); return fail(err, errlen, "%s", e.msg); }
+    if (model_forward(m, seq, NULL, 1, T, NULL, &e) != RX_OK) { free(seq); return data_fail(err, errlen, "%s", e.msg); }
     float *logits = malloc(sizeof(float) * (size_t)(n_answer * m->cfg.vocab));
     model_logits(m, n - 1, n_answer, logits);
     int ok = 1;
@@ -112,8 +104,8 @@ int passkey_trial(Model *m, const int32_t *prompt, int64_t n, const int32_t *ans
 
 int eval_logprobs(Model *m, const int32_t *tokens, int64_t n, double *logp, char *err, size_t errlen) {
     RxError e;
-    if (n < 1) return fail(err, errlen, "no tokens");
-    if (model_forward(m, tokens, NULL, 1, n, NULL, &e) != RX_OK) return fail(err, errlen, "%s", e.msg);
+    if (n < 1) return data_fail(err, errlen, "no tokens");
+    if (model_forward(m, tokens, NULL, 1, n, NULL, &e) != RX_OK) return data_fail(err, errlen, "%s", e.msg);
     const int64_t V = m->cfg.vocab;
     float *row = malloc(sizeof(float) * (size_t)V);
     logp[0] = NAN;
