@@ -29,7 +29,7 @@ MODEL_SRC := model/model.c model/ops.c model/attention.c model/rope.c model/hf_c
 TRAIN_SRC := train/main.c train/config.c train/train.c train/eval.c train/cmd_eval.c train/cmd_rope.c \
              train/cmd_ckpt.c train/cmd_data.c train/cmd_plot.c train/cpu.c
 OPTIM_SRC := optim/adamw.c optim/schedule.c
-DATA_SRC  := data/util.c data/tokenizer.c data/shard.c data/stream.c data/prepare.c
+DATA_SRC  := data/util.c data/tokenizer.c data/shard.c data/stream.c data/prepare.c data/synth.c
 DATA_OBJ  := $(DATA_SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ   := $(MODEL_SRC:%.c=$(BUILD)/%.o)
 OPTIM_OBJ := $(OPTIM_SRC:%.c=$(BUILD)/%.o)

@@ -2,7 +2,8 @@
  *   tokenizer.h  Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style)
  *   shard.h      zstd shard format with a document index and checksums
  *   stream.h     mixed, packed, prefetched, exactly resumable sequence stream
- *   this file    `ropex data prepare`: inputs -> filters -> tokens -> shards + manifest.json
+ *   this file    `ropex data prepare`: inputs -> filters -> tokens -> shards + manifest.json;
+ *                `ropex data synth`: synthetic retrieval documents (passkey, key-value)
  * Needs zstd, cJSON, PCRE2 and pthreads; never model/.
  *
  * A dataset directory holds manifest.json ({"format": "ropex-data", "version": 1, "tokenizer":
@@ -44,5 +45,16 @@ typedef struct {
 
 /* Adds (or replaces) one domain in out_dir. 0, or -1 with a message naming file/line/field. */
 int data_prepare(const PrepareConfig *cfg, PrepareSummary *sum, char *err, size_t errlen);
+
+typedef enum { SYNTH_PASSKEY, SYNTH_KV } SynthKind;
+typedef struct {
+    SynthKind kind;        /* passkey hidden in varied filler, or key-value lookup */
+    int64_t docs;
+    int64_t min_chars, max_chars;   /* document length range, in characters */
+    uint64_t seed;
+    const char *out;       /* JSON lines ({"text": ...}) for data_prepare */
+} SynthConfig;
+/* Writes synthetic retrieval documents, deterministic in the seed. */
+int data_synth(const SynthConfig *cfg, char *err, size_t errlen);
 
 #endif

@@ -12,6 +12,7 @@ static const char HELP[] =
     "usage: ropex data prepare --tokenizer tokenizer.json --domain NAME INPUT... --out DIR [options]\n"
     "       ropex data inspect DIR\n"
     "       ropex data tokenize --tokenizer tokenizer.json [FILE|-] [--decode]\n"
+    "       ropex data synth passkey|kv --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
     "\n"
     "prepare: tokenizes documents into zstd shards of one domain of DIR (adds it to manifest.json,\n"
     "  replacing a domain of the same name). INPUT: a .jsonl file (one document per line, \"text\"),\n"
@@ -25,7 +26,11 @@ static const char HELP[] =
     "  --heldout F          share of documents kept apart for evaluation (default 0.01)\n"
     "  --level N            zstd level (default 3)\n"
     "inspect: domains, documents, tokens, a length histogram, and every frame's checksum checked.\n"
-    "tokenize: the ids of the text as a JSON array; with --decode, a JSON array of ids back to text.\n";
+    "tokenize: the ids of the text as a JSON array; with --decode, a JSON array of ids back to text.\n"
+    "synth: synthetic retrieval documents as JSON lines, deterministic in --seed: passkey (a 5-digit key\n"
+    "  hidden at a random depth in varied filler, asked for at the end) or kv (lines of random\n"
+    "  key: value pairs, then the value of one key asked for); lengths --min-chars..--max-chars\n"
+    "  (default 2000..30000). Feed them to prepare as a domain of their own.\n";
 
 static double parse_frac(const char *flag, const char *s) {
     char *end;
@@ -174,11 +179,33 @@ static int data_tokenize(int argc, char **argv) {
     return 0;
 }
 
+static int data_synth_cmd(int argc, char **argv) {
+    SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1};
+    if (argc < 1 || (strcmp(argv[0], "passkey") && strcmp(argv[0], "kv")))
+        die("data synth: expected passkey or kv first (see ropex data --help)");
+    c.kind = !strcmp(argv[0], "kv") ? SYNTH_KV : SYNTH_PASSKEY;
+    for (int i = 1; i < argc; i++) {
+        int more = i + 1 < argc;
+        if (!strcmp(argv[i], "--docs") && more) c.docs = parse_positive(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--min-chars") && more) c.min_chars = parse_positive(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--max-chars") && more) c.max_chars = parse_positive(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--seed") && more) c.seed = (uint64_t)parse_positive(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--out") && more) c.out = argv[++i];
+        else die("data synth: unknown or incomplete option '%s'", argv[i]);
+    }
+    if (!c.docs || !c.out) die("data synth: needs --docs N and --out FILE.jsonl");
+    char err[512];
+    if (data_synth(&c, err, sizeof err)) die("%s", err);
+    printf("%lld %s documents -> %s\n", (long long)c.docs, argv[0], c.out);
+    return 0;
+}
+
 int cmd_data(int argc, char **argv) {
     if (argc < 1 || is_help(argv[0])) { fputs(HELP, argc < 1 ? stderr : stdout); return argc < 1 ? 2 : 0; }
     for (int i = 1; i < argc; i++) if (is_help(argv[i])) { fputs(HELP, stdout); return 0; }
     if (!strcmp(argv[0], "prepare")) return data_prepare_cmd(argc - 1, argv + 1);
     if (!strcmp(argv[0], "inspect")) return data_inspect(argc - 1, argv + 1);
     if (!strcmp(argv[0], "tokenize")) return data_tokenize(argc - 1, argv + 1);
-    die("data: unknown subcommand '%s' (expected prepare, inspect or tokenize)", argv[0]);
+    if (!strcmp(argv[0], "synth")) return data_synth_cmd(argc - 1, argv + 1);
+    die("data: unknown subcommand '%s' (expected prepare, inspect, tokenize or synth)", argv[0]);
 }

@@ -280,6 +280,37 @@ def test_corruption(data):
     report(res is None and "table checksum mismatch" in err, "flipped byte in the index", err.strip()[:200])
 
 
+def test_synth(tok):
+    """Synthetic retrieval documents: deterministic, well formed, and accepted by prepare."""
+    import re
+    a, b, c = (os.path.join(TMP, f"pk{i}.jsonl") for i in range(3))
+    ropex("data", "synth", "passkey", "--docs", "50", "--min-chars", "500", "--max-chars", "3000", "--seed", "3", "--out", a)
+    ropex("data", "synth", "passkey", "--docs", "50", "--min-chars", "500", "--max-chars", "3000", "--seed", "3", "--out", b)
+    ropex("data", "synth", "passkey", "--docs", "50", "--min-chars", "500", "--max-chars", "3000", "--seed", "4", "--out", c)
+    docs = [json.loads(l)["text"] for l in open(a)]
+    ok = open(a).read() == open(b).read() and open(a).read() != open(c).read() and len(docs) == 50
+    depths = []
+    for t in docs:
+        m = re.search(r"The pass key is (\d{5})\. Remember it\. (\d{5}) is the pass key\.", t)
+        ok &= bool(m) and m.group(1) == m.group(2) and t.endswith(f"The pass key is {m.group(1)}.")
+        ok &= 500 <= len(t) <= 3200
+        depths.append(m.start() / len(t) if m else -1)
+    ok &= min(depths) < 0.2 and max(depths) > 0.7   # keys at many depths
+    report(ok, "data synth passkey: deterministic in the seed, the key twice then asked for, depths spread",
+           f"depths {min(depths):.2f}..{max(depths):.2f}")
+    kv = os.path.join(TMP, "kv.jsonl")
+    ropex("data", "synth", "kv", "--docs", "30", "--min-chars", "300", "--max-chars", "900", "--out", kv)
+    ok = True
+    for line in open(kv):
+        t = json.loads(line)["text"]
+        pairs = dict(l.split(": ") for l in t.split("\n")[:-1])
+        m = re.search(r"What is the value of (\w+)\? The value of \1 is (\w+)\.$", t)
+        ok &= bool(m) and pairs.get(m.group(1)) == m.group(2)
+    report(ok, "data synth kv: the asked value is the one listed for its key")
+    r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, "--out", os.path.join(TMP, "synthdata"))
+    report(r.returncode == 0 and "training" in r.stdout, "prepare accepts the synthetic JSON lines", r.stderr.strip()[:200])
+
+
 def main():
     global BUILD, TMP
     BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
@@ -294,6 +325,7 @@ def main():
             test_stream(data)
             test_resume(data)
             test_corruption(data)
+            test_synth(tok)
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
 

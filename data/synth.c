@@ -1,0 +1,78 @@
+/* Synthetic retrieval documents for long-context training (data.h): passkeys hidden in filler
+ * and key-value lookups, deterministic in the seed, as JSON lines for `ropex data prepare`. */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data.h"
+#include "util.h"
+
+static uint64_t next(uint64_t *s) {   /* splitmix64 */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Varied filler, so that the model cannot learn one fixed sentence as in the evaluation prompt. */
+static const char *const SUBJECTS[] = {"The river", "A small town", "The old library", "Every morning the baker",
+                                       "The mountain path", "Our neighbour", "The northern wind", "A quiet garden",
+                                       "The night train", "The teacher"};
+static const char *const VERBS[] = {"runs past", "looks over", "waits near", "remembers", "follows", "drifts toward",
+                                    "opens onto", "calls to", "circles", "rests beside"};
+static const char *const OBJECTS[] = {"the green fields.", "the harbour at dawn.", "a row of tall trees.",
+                                      "the market square.", "an empty bridge.", "the distant hills.",
+                                      "a field of wheat.", "the stone wall.", "the sleeping village.", "the open sea."};
+
+static void filler(char *buf, size_t *n, size_t cap, uint64_t *rng, size_t chars) {
+    while (*n < chars && *n + 96 < cap)
+        *n += (size_t)snprintf(buf + *n, cap - *n, " %s %s %s", SUBJECTS[next(rng) % 10], VERBS[next(rng) % 10],
+                               OBJECTS[next(rng) % 10]);
+}
+
+int data_synth(const SynthConfig *c, char *err, size_t errlen) {
+    if (c->max_chars < c->min_chars || c->min_chars < 100)
+        return data_fail(err, errlen, "synth: expected 100 <= --min-chars <= --max-chars");
+    FILE *f = fopen(c->out, "w");
+    if (!f) return data_fail(err, errlen, "%s: cannot create", c->out);
+    uint64_t rng = c->seed * 0x2545F4914F6CDD1Dull + 1;
+    size_t cap = (size_t)c->max_chars + 4096;
+    char *buf = malloc(cap), *tail = malloc(cap);
+    for (int64_t d = 0; d < c->docs; d++) {
+        size_t chars = (size_t)c->min_chars + (size_t)(next(&rng) % (uint64_t)(c->max_chars - c->min_chars + 1));
+        size_t n = 0, tn = 0;
+        if (c->kind == SYNTH_PASSKEY) {
+            int key = 10000 + (int)(next(&rng) % 90000);
+            double depth = (double)(next(&rng) % 1001) / 1000.0;
+            size_t before = (size_t)(depth * (double)chars);
+            filler(buf, &n, cap, &rng, before);
+            n += (size_t)snprintf(buf + n, cap - n, " The pass key is %05d. Remember it. %05d is the pass key.", key, key);
+            filler(buf, &n, cap, &rng, chars);
+            snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
+        } else {
+            /* key-value lookup: lines of random keys and values, then one question */
+            int64_t pairs = (int64_t)(chars / 24) > 1 ? (int64_t)(chars / 24) : 2, ask = (int64_t)(next(&rng) % (uint64_t)pairs);
+            char akey[16] = "", aval[16] = "";
+            for (int64_t p = 0; p < pairs && n + 64 < cap; p++) {
+                char k[16], v[16];
+                snprintf(k, sizeof k, "%06llx", (unsigned long long)(next(&rng) & 0xffffff));
+                snprintf(v, sizeof v, "%06llx", (unsigned long long)(next(&rng) & 0xffffff));
+                n += (size_t)snprintf(buf + n, cap - n, "%s%s: %s", p ? "\n" : "", k, v);
+                if (p == ask) { memcpy(akey, k, sizeof k); memcpy(aval, v, sizeof v); }
+            }
+            tn = (size_t)snprintf(tail, cap, "\nWhat is the value of %s? The value of %s is %s.", akey, akey, aval);
+            if (n + tn + 1 < cap) { memcpy(buf + n, tail, tn + 1); n += tn; }
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "text", buf);
+        char *line = cJSON_PrintUnformatted(o);
+        fprintf(f, "%s\n", line);
+        free(line);
+        cJSON_Delete(o);
+    }
+    free(buf);
+    free(tail);
+    if (fclose(f)) return data_fail(err, errlen, "%s: write failed", c->out);
+    return 0;
+}
