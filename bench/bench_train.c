@@ -36,7 +36,6 @@ int main(int argc, char **argv) {
     Model m;
     if (model_init(&m, &cfg, &err) != RX_OK || model_alloc_grads(&m, &err) != RX_OK) { fprintf(stderr, "%s\n", err.msg); return 2; }
     m.recompute = recompute;
-    m.fused_head = 1;
     model_init_random(&m, 1, 0.02f);
     size_t n = m.table.total;
     float *am = calloc(n, 4), *av = calloc(n, 4);
@@ -52,9 +51,9 @@ int main(int argc, char **argv) {
     float loss = 0;
     for (int s = 0; s <= steps; s++) {   /* step 0 warms up (allocation, page faults) */
         double t0 = now();
-        model_zero_grad(&m);   /* before the forward: the LM head's backward runs inside it */
         if (model_forward(&m, tok, tgt, 1, T, &loss, &err) != RX_OK) { fprintf(stderr, "%s\n", err.msg); return 2; }
         double t1 = now();
+        model_zero_grad(&m);
         model_backward(&m);
         double t2 = now();
         adamw_step(m.params, m.grads, am, av, ranges, m.table.count, &ac, 1e-5, s + 1);

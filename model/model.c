@@ -371,25 +371,15 @@ RxStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
 
     m->n_counted = 0;
     m->loss = NAN;
-    m->head_done = 0;
     if (targets) {
         for (int64_t n = 0; n < N; n++) m->n_counted += targets[n] >= 0;
-        const int fuse = m->fused_head && m->grads && m->n_counted > 0;
-        const float scale = m->n_counted > 0 ? 1.0f / (float)m->n_counted : 0.0f;
-        if (fuse) memset(m->scr.dln, 0, (size_t)(N * C) * sizeof(float));
         double sum = 0;   /* summed in row order: independent of the thread count */
         for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
             int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;
             model_logits(m, r0, n, m->scr.logits);
             crossentropy_forward(m->scr.losses, m->scr.logits, targets + r0, n, c->vocab);
             for (int64_t i = 0; i < n; i++) sum += m->scr.losses[i];
-            if (fuse) {   /* the head's backward while its logits are at hand (model_backward's loop) */
-                crossentropy_backward(m->scr.logits, targets + r0, scale, n, c->vocab);
-                linear_backward(m->scr.dln + r0 * C, m->g.lm_head, m->scr.logits, a->lnf + r0 * C, m->w.lm_head, n,
-                                C, c->vocab);
-            }
         }
-        m->head_done = fuse;
         if (m->n_counted > 0) m->loss = (float)(sum / (double)m->n_counted);
     }
     if (loss) *loss = m->loss;
@@ -455,10 +445,9 @@ void model_backward(Model *m) {
     Scratch *s = &m->scr;
     const size_t NC = (size_t)(N * C);
 
-    /* LM head + cross-entropy, chunk by chunk, logits recomputed (never T x V); already done in
-     * the forward pass when the head is fused */
-    if (!m->head_done) memset(s->dln, 0, NC * sizeof(float));
-    if (m->n_counted > 0 && !m->head_done) {
+    /* LM head + cross-entropy, chunk by chunk, logits recomputed (never T x V) */
+    memset(s->dln, 0, NC * sizeof(float));
+    if (m->n_counted > 0) {
         const float scale = 1.0f / (float)m->n_counted;   /* loss = mean over counted targets */
         for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
             int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;

@@ -135,10 +135,6 @@ typedef struct {
     float *grads;          /* table.total floats, same layout; NULL until model_alloc_grads */
     Weights w, g;          /* views of params and grads */
     /* per-pass state */
-    int fused_head;        /* 1 (training): the LM head's backward runs inside model_forward, so its
-                            * logits are computed once; gradients must then be zeroed BEFORE the
-                            * forward pass (model_backward adds the rest) */
-    int head_done;         /* the last forward already did the head's backward */
     int recompute;         /* 1: keep each layer's input and attention output (and lse) only,
                             * recompute the rest of the layer in backward */
     int64_t B, T;          /* shape the activation buffers were sized for (0 = none) */

@@ -110,33 +110,6 @@ static void test_recompute(void) {
     model_free(&b);
 }
 
-/* The fused LM head (its backward inside the forward) gives exactly the unfused gradients. */
-static void test_fused_head(void) {
-    ModelConfig cfg = small_config(1);
-    Model a, b;
-    RxError err;
-    ASSERT(model_init(&a, &cfg, &err) == RX_OK && model_alloc_grads(&a, &err) == RX_OK);
-    ASSERT(model_init(&b, &cfg, &err) == RX_OK && model_alloc_grads(&b, &err) == RX_OK);
-    model_init_random(&a, seed + 21, 0.2f);
-    memcpy(b.params, a.params, a.table.total * 4);
-    b.fused_head = 1;
-    const int64_t B = 2, T = 300, N = B * T;   /* more than one chunk of CE_CHUNK rows */
-    int32_t *tok = malloc(N * 4), *tgt = malloc(N * 4);
-    make_batch(tok, tgt, N, T, cfg.vocab, seed + 22);
-    float la, lb;
-    ASSERT(model_forward(&a, tok, tgt, B, T, &la, &err) == RX_OK);
-    model_zero_grad(&a);
-    model_backward(&a);
-    model_zero_grad(&b);   /* fused: zero before the forward */
-    ASSERT(model_forward(&b, tok, tgt, B, T, &lb, &err) == RX_OK);
-    model_backward(&b);
-    tu_report(la == lb && b.head_done && !memcmp(a.grads, b.grads, a.table.total * 4),
-              "fused LM head: loss and every gradient bit-identical to the unfused head", NULL);
-    free(tok); free(tgt);
-    model_free(&a);
-    model_free(&b);
-}
-
 /* Table of impossible configs and the message each must give. */
 static void test_config_errors(void) {
     struct { const char *what; void (*edit)(ModelConfig *); const char *expect; } cases[] = {
@@ -262,7 +235,6 @@ int main(void) {
     set_threads(2);
     test_determinism();
     test_recompute();
-    test_fused_head();
     test_config_errors();
     test_memory_and_table();
     test_model_fd();

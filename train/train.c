@@ -109,10 +109,7 @@ static double evaluate(Model *m, const RunConfig *rc, Batch *b, char *err, size_
         if (next_batch(s, b, 1, rc->seq_len, err, errlen)) { stream_close(s); return NAN; }
         m->docs = rc->doc_mask ? b->docs : NULL;
         float loss;
-        m->fused_head = 0;   /* evaluation: no gradients */
-        RxStatus st = model_forward(m, b->inp, b->tgt, 1, rc->seq_len, &loss, &e);
-        m->fused_head = 1;
-        if (st != RX_OK) { snprintf(err, errlen, "%s", e.msg); stream_close(s); return NAN; }
+        if (model_forward(m, b->inp, b->tgt, 1, rc->seq_len, &loss, &e) != RX_OK) { snprintf(err, errlen, "%s", e.msg); stream_close(s); return NAN; }
         if (isfinite(loss)) { sum += loss * (double)m->n_counted; n += m->n_counted; }
     }
     stream_close(s);
@@ -279,7 +276,6 @@ int cmd_train(int argc, char **argv) {
         if (!am || !av) die("out of memory for AdamW moments");
     }
     m.recompute = !strcmp(rc.recompute, "layer");
-    m.fused_head = 1;   /* gradients are zeroed at the start of each step, before any forward */
     if (model_alloc_grads(&m, &e) != RX_OK) die("%s", e.msg);
 
     StreamConfig sc = stream_config(&rc, 0);
