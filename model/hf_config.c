@@ -8,20 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fsutil.h"
 #include "model.h"
-
-static char *slurp(const char *path, size_t max, RxError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { rx_fail(err, RX_ERR_IO, "%s: cannot open (%s)", path, strerror(errno)); return NULL; }
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) { free(buf); rx_fail(err, RX_ERR_IO, "%s: read error", path); return NULL; }
-    if (n > max) { free(buf); rx_fail(err, RX_ERR_FORMAT, "%s: larger than %zu bytes", path, max); return NULL; }
-    buf[n] = '\0';
-    return buf;
-}
 
 /* Integer key: required (dflt < 0) or defaulted. */
 static RxStatus get_int(const cJSON *root, const char *path, const char *key, int64_t dflt,
@@ -85,8 +73,11 @@ RxStatus hf_config_load(ModelConfig *c, const char *path_in, RxError *err) {
     struct stat st;
     if (stat(path_in, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(path, sizeof path, "%s/config.json", path_in);
     else snprintf(path, sizeof path, "%s", path_in);
-    char *text = slurp(path, 16u << 20, err);
-    if (!text) return err ? err->code : RX_ERR_IO;
+    uint8_t *raw;
+    size_t raw_len;
+    RxStatus rd = fs_read_file(path, 16u << 20, &raw, &raw_len, err);
+    if (rd != RX_OK) return rd;
+    char *text = (char *)raw;
     cJSON *root = cJSON_Parse(text);
     RxStatus rs = RX_OK;
     if (!root || !cJSON_IsObject(root)) {

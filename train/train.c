@@ -329,7 +329,6 @@ int cmd_train(int argc, char **argv) {
 
     double t_start = now_s(), t_steps = 0;
     int64_t bad = 0, skipped_total = 0, done_here = 0;
-    int64_t last_saved = start;
     for (int64_t step = start; step < rc.steps; step++) {
         double t0 = now_s(), w0 = stream_wait_seconds(stream);
         model_zero_grad(&m);
@@ -380,7 +379,6 @@ int cmd_train(int argc, char **argv) {
         }
         if ((step + 1) % rc.save_every == 0 || step + 1 == rc.steps || stop_requested) {
             save_checkpoint(&run, step + 1);
-            last_saved = step + 1;
         }
         if (stop_requested) {
             printf("stopped by signal %d after step %lld (saved). Run the same command to continue:\n  ropex train %s\n",
@@ -388,7 +386,6 @@ int cmd_train(int argc, char **argv) {
             break;
         }
     }
-    (void)last_saved;
     fclose(metrics);
     int status = 0;
     if (stop_requested) status = 130;
