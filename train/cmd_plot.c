@@ -144,10 +144,10 @@ static void plot_results(char **files, int n, const char *out) {
 
 int cmd_plot(int argc, char **argv) {
     const char *out = NULL, *run = NULL;
+    for (int i = 0; i < argc; i++) if (is_help(argv[i])) { fputs(HELP, stdout); return 0; }
     char **files = calloc((size_t)argc + 1, sizeof *files);
     int nf = 0;
     for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) { fputs(HELP, stdout); return 0; }
         if (!strcmp(argv[i], "--out") && i + 1 < argc) { out = argv[++i]; continue; }
         if (argv[i][0] == '-') die("plot: unknown option '%s' (see ropex plot --help)", argv[i]);
         struct stat sb;
