@@ -14,18 +14,22 @@
 #include "eval.h"
 
 static const char HELP[] =
-    "usage: ropex eval CHECKPOINT.h5 [--data DIR] [--lengths 2048,4096,8192] [--stride 256]\n"
+    "usage: ropex eval CHECKPOINT [--data DIR] [--domains a,b] [--lengths 2048,4096,8192] [--stride 256]\n"
     "                  [--max-windows N] [--passkey] [--depths 0,0.25,0.5,0.75,1] [--trials N]\n"
     "                  [--tokenizer tokenizer.json] [--set rope.KEY=VALUE ...] [--json OUT.json]\n"
-    "       ropex eval CHECKPOINT.h5 --tokens IDS.json [--generate N] [--set rope.KEY=VALUE ...]\n"
+    "                  [--label NAME]\n"
+    "       ropex eval CHECKPOINT --tokens IDS.json [--generate N] [--set rope.KEY=VALUE ...]\n"
     "\n"
+    "CHECKPOINT: a ropex .h5 file or hf:DIR (a Hugging Face model directory).\n"
     "Perplexity at each window length over the held-out documents of DIR (sliding windows; the\n"
     "loss of the first window of a document counts every token, later windows the last `stride`),\n"
     "and with --passkey the passkey retrieval accuracy per (length, depth) cell with random 5-digit\n"
     "keys, plus k_max (the largest length at which every depth succeeds at least 20%). --set\n"
     "changes the RoPE for the evaluation (e.g. PI without training, or dynamic NTK). --tokens\n"
     "prints log p(token | prefix) for a JSON array of ids (as `ropex data tokenize` prints); with\n"
-    "--generate N, the N tokens greedy decoding appends to them instead.\n";
+    "--generate N, the N tokens greedy decoding appends to them instead. --domains limits the\n"
+    "perplexity to those domains' held-out documents (default: every domain); --label names the\n"
+    "model in the JSON (and in `ropex plot`'s legends).\n";
 
 static int64_t parse_list(const char *s, double *out, int cap) {
     int n = 0;
@@ -41,7 +45,20 @@ static int64_t parse_list(const char *s, double *out, int cap) {
 }
 
 /* Held-out documents of every domain of DIR, concatenated. */
-static int32_t *heldout_docs(const char *dir, int64_t **lens, int64_t *n_docs, char *err, size_t errlen) {
+static int in_list(const char *list, const char *name) {   /* list: comma-separated; NULL: everything */
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        p += len + (c != NULL);
+    }
+    return 0;
+}
+
+static int32_t *heldout_docs(const char *dir, const char *domains, int64_t **lens, int64_t *n_docs, char *err,
+                             size_t errlen) {
     char path[1200];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
     char *text = data_read_file(path, NULL);
@@ -53,7 +70,10 @@ static int32_t *heldout_docs(const char *dir, int64_t **lens, int64_t *n_docs, c
     *lens = NULL;
     *n_docs = 0;
     const cJSON *d, *sh;
-    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(root, "domains"))
+    int found = 0;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(root, "domains")) {
+        if (!in_list(domains, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "name")))) continue;
+        found++;
         cJSON_ArrayForEach(sh, cJSON_GetObjectItemCaseSensitive(d, "heldout_shards")) {
             char sp[1400];
             snprintf(sp, sizeof sp, "%s/%s", dir, cJSON_GetStringValue(sh));
@@ -68,13 +88,15 @@ static int32_t *heldout_docs(const char *dir, int64_t **lens, int64_t *n_docs, c
             }
             shard_close(&r);
         }
+    }
     cJSON_Delete(root);
+    if (domains && !found) { data_fail(err, errlen, "%s: none of the domains '%s' is in the manifest", dir, domains); return NULL; }
     if (!*n_docs) { data_fail(err, errlen, "%s: no held-out documents", dir); return NULL; }
     return all;
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *tok_path = NULL, *json_out = NULL, *tokens_path = NULL;
+    const char *ckpt = NULL, *data = NULL, *domains = NULL, *label = NULL, *tok_path = NULL, *json_out = NULL, *tokens_path = NULL;
     double lengths[16] = {2048, 4096, 8192}, depths[16] = {0, 0.25, 0.5, 0.75, 1};
     int64_t n_len = 3, n_dep = 5, stride = 256, max_windows = 16, trials = 5, generate = 0;
     int passkey = 0;
@@ -87,6 +109,8 @@ int cmd_eval(int argc, char **argv) {
         const char *a = argv[i];
         int more = i + 1 < argc;
         if (!strcmp(a, "--data") && more) data = argv[++i];
+        else if (!strcmp(a, "--domains") && more) domains = argv[++i];
+        else if (!strcmp(a, "--label") && more) label = argv[++i];
         else if (!strcmp(a, "--lengths") && more) n_len = parse_list(argv[++i], lengths, 16);
         else if (!strcmp(a, "--depths") && more) n_dep = parse_list(argv[++i], depths, 16);
         else if (!strcmp(a, "--stride") && more) stride = parse_positive(a, argv[++i]);
@@ -103,7 +127,9 @@ int cmd_eval(int argc, char **argv) {
         else die("eval: more than one CHECKPOINT ('%s')", a);
     }
     if (!ckpt) die("eval: missing CHECKPOINT (see ropex eval --help)");
-    if (ckpt_load(ckpt, &m, NULL, NULL, NULL, &tok_files, &e) != RX_OK) die("%s", e.msg);
+    if (!strncmp(ckpt, "hf:", 3) ? hf_import(ckpt + 3, &m, &tok_files, &e) != RX_OK
+                                 : ckpt_load(ckpt, &m, NULL, NULL, NULL, &tok_files, &e) != RX_OK)
+        die("%s", e.msg);
     for (int i = 0; i < argc; i++)
         if (!strcmp(argv[i], "--set") && i + 1 < argc) {
             const char *s = argv[++i], *eq = strchr(s, '=');
@@ -158,13 +184,14 @@ int cmd_eval(int argc, char **argv) {
 
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "checkpoint", ckpt);
+    if (label) cJSON_AddStringToObject(out, "label", label);
     cJSON_AddStringToObject(out, "rope_type", rope);
     cJSON_AddNumberToObject(out, "factor", m.cfg.rope.factor);
     printf("%s (rope %s x%g, trained lengths %lld -> %lld)\n", ckpt, rope, m.cfg.rope.factor,
            (long long)m.cfg.rope.original_max_len, (long long)m.cfg.rope.max_len);
     if (data) {
         int64_t *lens, nd;
-        int32_t *all = heldout_docs(data, &lens, &nd, err, sizeof err);
+        int32_t *all = heldout_docs(data, domains, &lens, &nd, err, sizeof err);
         if (!all) die("%s", err);
         cJSON *pp = cJSON_AddArrayToObject(out, "perplexity");
         printf("%8s %10s %6s %8s %10s\n", "window", "perplexity", "docs", "windows", "tokens");

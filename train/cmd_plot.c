@@ -79,8 +79,9 @@ static void plot_results(char **files, int n, const char *out) {
         if (!j) die("plot: %s: not a `ropex eval --json` file", files[i]);
         const cJSON *pp = cJSON_GetObjectItemCaseSensitive(j, "perplexity"), *it;
         char *label = labels[i];
-        snprintf(label, 300, "%s (%s x%g)", files[i], cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "rope_type")) ?
-                 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "rope_type")) : "?",
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "label"));
+        const char *rt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "rope_type"));
+        snprintf(label, 300, "%s (%s x%g)", name ? name : files[i], rt ? rt : "?",
                  cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "factor")));
         for (char *c = label; *c; c++) if (*c == '\'' || *c == '_') *c = ' ';
         fprintf(g, "$d%d << EOD\n", i);
@@ -89,7 +90,12 @@ static void plot_results(char **files, int n, const char *out) {
             if (cJSON_IsNumber(w) && cJSON_IsNumber(p)) { fprintf(g, "%g %g\n", w->valuedouble, p->valuedouble); lines++; }
         }
         fprintf(g, "EOD\n");
-        if (!grid && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "passkey")) > 0) grid = cJSON_Duplicate(j, 1);
+        if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "passkey")) > 0) {
+            if (!grid) grid = cJSON_CreateArray();
+            cJSON *copy = cJSON_Duplicate(j, 1);
+            cJSON_AddStringToObject(copy, "plot_label", label);
+            cJSON_AddItemToArray(grid, copy);
+        }
         cJSON_Delete(j);
     }
     if (lines) {
@@ -105,40 +111,53 @@ static void plot_results(char **files, int n, const char *out) {
     free(labels);
     if (lines) printf("%s/ppl.png: %d files\n", out, n);
     if (!grid) return;
-    /* a categorical grid: one cell per (depth, length), in the order the results list them */
-    double depths[64], lengths[64];
-    int nd = 0, nl = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(grid, "passkey")) {
-        double d = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "depth"));
-        double l = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "length"));
-        int k = 0;
-        while (k < nd && depths[k] != d) k++;
-        if (k == nd && nd < 64) depths[nd++] = d;
-        k = 0;
-        while (k < nl && lengths[k] != l) k++;
-        if (k == nl && nl < 64) lengths[nl++] = l;
-    }
+    /* a categorical grid per results file (one panel each, side by side): one cell per
+     * (depth, length), in the order the results list them */
+    int panels = cJSON_GetArraySize(grid);
     g = gnuplot();
-    fprintf(g, "set terminal pngcairo size 760,%d\nset output '%s/passkey.png'\nset xlabel 'depth of the key in the prompt'\n"
-               "set ylabel 'prompt length (tokens)'\nset title 'passkey retrieval accuracy'\nset cbrange [0:1]\n"
-               "set palette defined (0 '#b2182b', 0.5 '#fddbc7', 1 '#2166ac')\nset xrange [-0.5:%g]\n"
-               "set yrange [-0.5:%g]\nset xtics (", 200 + 70 * nl, out, nd - 0.5, nl - 0.5);
-    for (int k = 0; k < nd; k++) fprintf(g, "%s'%.2f' %d", k ? ", " : "", depths[k], k);
-    fprintf(g, ")\nset ytics (");
-    for (int k = 0; k < nl; k++) fprintf(g, "%s'%.0f' %d", k ? ", " : "", lengths[k], k);
-    fprintf(g, ")\n$g << EOD\n");
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(grid, "passkey")) {
-        double d = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "depth"));
-        double l = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "length"));
-        int x = 0, y = 0;
-        while (depths[x] != d) x++;
-        while (lengths[y] != l) y++;
-        fprintf(g, "%d %d %g\n", x, y, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "accuracy")));
+    const cJSON *res;
+    int first = 1;
+    cJSON_ArrayForEach(res, grid) {
+        double depths[64], lengths[64];
+        int nd = 0, nl = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(res, "passkey")) {
+            double d = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "depth"));
+            double l = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "length"));
+            int k = 0;
+            while (k < nd && depths[k] != d) k++;
+            if (k == nd && nd < 64) depths[nd++] = d;
+            k = 0;
+            while (k < nl && lengths[k] != l) k++;
+            if (k == nl && nl < 64) lengths[nl++] = l;
+        }
+        if (first) {
+            fprintf(g, "set terminal pngcairo size %d,%d\nset output '%s/passkey.png'\n"
+                       "set multiplot layout 1,%d title 'passkey retrieval accuracy'\nset cbrange [0:1]\nunset colorbox\n"
+                       "set palette defined (0 '#b2182b', 0.5 '#fddbc7', 1 '#2166ac')\n",
+                    120 + 100 * nd * panels, 260 + 60 * nl, out, panels);
+            first = 0;
+        }
+        fprintf(g, "set title '%s' noenhanced\nset xlabel 'depth of the key'\nset ylabel 'prompt length (tokens)'\n"
+                   "set xrange [-0.5:%g]\nset yrange [-0.5:%g]\nset xtics (",
+                cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(res, "plot_label")), nd - 0.5, nl - 0.5);
+        for (int k = 0; k < nd; k++) fprintf(g, "%s'%.2f' %d", k ? ", " : "", depths[k], k);
+        fprintf(g, ")\nset ytics (");
+        for (int k = 0; k < nl; k++) fprintf(g, "%s'%.0f' %d", k ? ", " : "", lengths[k], k);
+        fprintf(g, ")\n$g << EOD\n");
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(res, "passkey")) {
+            double d = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "depth"));
+            double l = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "length"));
+            int x = 0, y = 0;
+            while (depths[x] != d) x++;
+            while (lengths[y] != l) y++;
+            fprintf(g, "%d %d %g\n", x, y, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "accuracy")));
+        }
+        fprintf(g, "EOD\nplot $g using 1:2:3 with image notitle, $g using 1:2:(sprintf('%%.2f',$3)) with labels notitle\n");
     }
-    fprintf(g, "EOD\nplot $g using 1:2:3 with image notitle, $g using 1:2:(sprintf('%%.2f',$3)) with labels notitle\n");
+    fprintf(g, "unset multiplot\n");
     finish(g, "passkey.png");
-    printf("%s/passkey.png\n", out);
+    printf("%s/passkey.png: %d panels\n", out, panels);
     cJSON_Delete(grid);
 }
 

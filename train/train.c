@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../data/data.h"
+#include "../data/util.h"
 #include "../model/ckpt.h"
 #include "../optim/optim.h"
 #include "commands.h"
@@ -165,6 +166,29 @@ typedef struct {
     char *config_text;
 } Run;
 
+/* A model trained from scratch keeps the tokenizer of its data (data.dir/tokenizer.json), so that
+ * its checkpoints export and evaluate without being told which tokenizer made the ids. */
+static void store_data_tokenizer(const RunConfig *rc, const Model *m, FileBlobs *tok) {
+    char path[CONFIG_PATH_MAX + 32], err[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", rc->data_dir);
+    Tokenizer *t = tokenizer_load(path, err, sizeof err);
+    if (!t) die("%s", err);
+    int64_t v = tokenizer_vocab_size(t);
+    tokenizer_free(t);
+    if (v > m->cfg.vocab)
+        die("%s has %lld tokens but the model's vocab_size is %lld: set model.vocab_size >= %lld", path, (long long)v,
+            (long long)m->cfg.vocab, (long long)v);
+    size_t len;
+    char *data = data_read_file(path, &len);
+    if (!data) die("%s: cannot read", path);
+    tok->items = calloc(1, sizeof(FileBlob));
+    if (!tok->items) die("out of memory");
+    snprintf(tok->items[0].name, sizeof tok->items[0].name, "tokenizer.json");
+    tok->items[0].data = (uint8_t *)data;
+    tok->items[0].len = len;
+    tok->n = 1;
+}
+
 static void save_checkpoint(Run *r, int64_t step) {
     char path[CONFIG_PATH_MAX + 80], latest[CONFIG_PATH_MAX + 80], tmp[CONFIG_PATH_MAX + 96], name[64];
     snprintf(name, sizeof name, "step-%08lld.h5", (long long)step);
@@ -263,6 +287,7 @@ int cmd_train(int argc, char **argv) {
         if (rc.model_preset[0]) {
             if (model_init(&m, &mc, &e) != RX_OK) die("%s", e.msg);
             model_init_random(&m, (uint64_t)rc.init_seed, (float)rc.init_std);
+            store_data_tokenizer(&rc, &m, &tok);
         } else if (!strncmp(rc.model_init, "hf:", 3)) {
             if (hf_import(rc.model_init + 3, &m, &tok, &e) != RX_OK) die("%s", e.msg);
         } else if (!strncmp(rc.model_init, "llama2c:", 8)) {

@@ -1,0 +1,51 @@
+#!/bin/sh
+# Builds the demo corpus into DIR (default data/demo) from files Debian installs and from ropex's
+# own synthetic generator; deterministic: the same Debian packages give the same shards.
+#   prose    the Python 3.11 documentation's reStructuredText sources (package python3.11-doc,
+#            PSF License) and the licence texts of /usr/share/common-licenses (base-files;
+#            verbatim copies are permitted by each licence)
+#   code     the Python 3.11 standard library (package libpython3.11-stdlib, PSF License), one
+#            document per package directory (its files in order, each headed by its path) or
+#            per top-level module; tests, idlelib and lib2to3 left out
+#   passkey, kv          synthetic retrieval documents that fit in 2048 tokens (fixture pretraining)
+#   passkey8k, kv8k      the same kinds up to 8,000 characters (the 2048 -> 8192 extension)
+# The tokenizer is data/byte-tokenizer.json (one token per byte). Usage: scripts/demo-data.sh [DIR]
+set -eu
+cd "$(dirname "$0")/.."
+ROPEX=${ROPEX:-build/ropex}
+OUT=${1:-data/demo}
+TOK=data/byte-tokenizer.json
+DOCS=/usr/share/doc/python3.11/html/_sources
+LIB=/usr/lib/python3.11
+for p in "$DOCS" "$LIB"; do
+    [ -d "$p" ] || { echo "demo-data: $p is missing: run 'make deps' (installs python3.11-doc)" >&2; exit 2; }
+done
+[ -x "$ROPEX" ] || { echo "demo-data: $ROPEX is missing: run 'make'" >&2; exit 2; }
+
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT INT TERM
+mkdir -p "$STAGE/prose/licenses" "$STAGE/code"
+cp -R "$DOCS/." "$STAGE/prose/"
+for l in Apache-2.0 Artistic GFDL-1.3 GPL-2 GPL-3 LGPL-2.1 LGPL-3 MPL-1.1 MPL-2.0; do
+    cp -L "/usr/share/common-licenses/$l" "$STAGE/prose/licenses/$l.txt"
+done
+(cd "$LIB" && find . -name '*.py' \
+     -not -path './test/*' -not -path '*/tests/*' -not -path './idlelib/*' -not -path './lib2to3/*' \
+     -not -path './site-packages/*' -not -path './dist-packages/*' -not -path './config-*' | LC_ALL=C sort) |
+while read -r f; do
+    d=$(dirname "$f")
+    if [ "$d" = . ]; then d=$(basename "$f" .py); fi   # a top-level module is its own document
+    mkdir -p "$STAGE/code/$d"
+    cp "$LIB/$f" "$STAGE/code/$d/"
+done
+
+rm -rf "$OUT"
+prep() { "$ROPEX" data prepare --tokenizer "$TOK" --out "$OUT" "$@"; }
+prep --domain prose "$STAGE/prose" --min-tokens 512 --heldout 0.04
+prep --domain code "$STAGE/code" --aggregate --min-tokens 512 --heldout 0.04
+"$ROPEX" data synth passkey --docs 8000 --min-chars 300 --max-chars 1900 --seed 1 --out "$STAGE/passkey.jsonl"
+"$ROPEX" data synth kv --docs 4000 --min-chars 300 --max-chars 1900 --seed 2 --out "$STAGE/kv.jsonl"
+"$ROPEX" data synth passkey --docs 3000 --min-chars 2000 --max-chars 8000 --seed 3 --out "$STAGE/passkey8k.jsonl"
+"$ROPEX" data synth kv --docs 1000 --min-chars 2000 --max-chars 8000 --seed 4 --out "$STAGE/kv8k.jsonl"
+for d in passkey kv passkey8k kv8k; do prep --domain $d "$STAGE/$d.jsonl" --heldout 0.01; done
+"$ROPEX" data inspect "$OUT"
