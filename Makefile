@@ -38,11 +38,15 @@ TEST_BINS := $(TESTS:%=$(BUILD)/tests/%)
 BENCHES   := bench_ckpt bench_train bench_data
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
 
-.PHONY: all test test-fast asan bench clean deps help
+.PHONY: all test test-fast asan bench clean deps help demo demo-yarn demo-data fixture
 all: $(BUILD)/ropex $(TEST_BINS) $(BENCH_BINS)
 
 help:
 	@echo "make          build $(BUILD)/ropex and the test programs"
+	@echo "make demo     install what is missing, build, extend the tiny fixture 2048 -> 8192 (PI), evaluate, plot"
+	@echo "make demo-yarn  the same with YaRN (configs/demo-yarn.ini)"
+	@echo "make demo-data  build the demo corpus into data/demo"
+	@echo "make fixture  pretrain the tiny fixture again (about an hour) and export it to models/tiny-2k"
 	@echo "make deps     install the Debian packages ropex needs (scripts/deps.txt)"
 	@echo "make test     install what is missing, build, run every test"
 	@echo "make asan     fast tests under ASan + UBSan (build-asan/)"
@@ -69,6 +73,22 @@ bench: all
 	@/usr/bin/python3 bench/run.py $(BUILD)
 	@$(BUILD)/bench/bench_ckpt smollm-135m
 	@$(BUILD)/bench/bench_data
+
+demo:
+	@scripts/setup.sh
+	@$(MAKE) --no-print-directory $(BUILD)/ropex
+	@scripts/demo.sh configs/demo.ini
+
+demo-yarn:
+	@scripts/setup.sh
+	@$(MAKE) --no-print-directory $(BUILD)/ropex
+	@scripts/demo.sh configs/demo-yarn.ini
+
+demo-data: $(BUILD)/ropex
+	@scripts/demo-data.sh data/demo
+
+fixture: $(BUILD)/ropex
+	@scripts/fixture.sh
 
 test:
 	@scripts/setup.sh

@@ -8,13 +8,15 @@
 #            document per package directory (its files in order, each headed by its path) or
 #            per top-level module; tests, idlelib and lib2to3 left out
 #   passkey, kv          synthetic retrieval documents that fit in 2048 tokens (fixture pretraining)
-#   passkey8k, kv8k      the same kinds up to 8,000 characters (the 2048 -> 8192 extension)
-# The tokenizer is data/byte-tokenizer.json (one token per byte). Usage: scripts/demo-data.sh [DIR]
+#   passkey8k, kv8k      the same kinds up to LONG_CHARS characters (default 8000; the 2048 -> 8192 extension)
+# The tokenizer is data/byte-tokenizer.json (one token per byte) unless TOKENIZER names another
+# (a real checkpoint's tokenizer.json). Usage: [TOKENIZER=FILE] scripts/demo-data.sh [DIR]
 set -eu
 cd "$(dirname "$0")/.."
 ROPEX=${ROPEX:-build/ropex}
 OUT=${1:-data/demo}
-TOK=data/byte-tokenizer.json
+TOK=${TOKENIZER:-data/byte-tokenizer.json}
+LONG_CHARS=${LONG_CHARS:-8000}   # longest passkey8k / kv8k document (a BPE tokenizer: about 4 characters a token)
 DOCS=/usr/share/doc/python3.11/html/_sources
 LIB=/usr/lib/python3.11
 for p in "$DOCS" "$LIB"; do
@@ -45,7 +47,7 @@ prep --domain prose "$STAGE/prose" --min-tokens 512 --heldout 0.04
 prep --domain code "$STAGE/code" --aggregate --min-tokens 512 --heldout 0.04
 "$ROPEX" data synth passkey --docs 8000 --min-chars 300 --max-chars 1900 --seed 1 --out "$STAGE/passkey.jsonl"
 "$ROPEX" data synth kv --docs 4000 --min-chars 300 --max-chars 1900 --seed 2 --out "$STAGE/kv.jsonl"
-"$ROPEX" data synth passkey --docs 3000 --min-chars 2000 --max-chars 8000 --seed 3 --out "$STAGE/passkey8k.jsonl"
-"$ROPEX" data synth kv --docs 1000 --min-chars 2000 --max-chars 8000 --seed 4 --out "$STAGE/kv8k.jsonl"
+"$ROPEX" data synth passkey --docs 3000 --min-chars 2000 --max-chars "$LONG_CHARS" --seed 3 --out "$STAGE/passkey8k.jsonl"
+"$ROPEX" data synth kv --docs 1000 --min-chars 2000 --max-chars "$LONG_CHARS" --seed 4 --out "$STAGE/kv8k.jsonl"
 for d in passkey kv passkey8k kv8k; do prep --domain $d "$STAGE/$d.jsonl" --heldout 0.01; done
 "$ROPEX" data inspect "$OUT"

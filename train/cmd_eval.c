@@ -187,6 +187,8 @@ int cmd_eval(int argc, char **argv) {
     if (label) cJSON_AddStringToObject(out, "label", label);
     cJSON_AddStringToObject(out, "rope_type", rope);
     cJSON_AddNumberToObject(out, "factor", m.cfg.rope.factor);
+    cJSON_AddNumberToObject(out, "original_max_len", (double)m.cfg.rope.original_max_len);
+    cJSON_AddNumberToObject(out, "max_len", (double)m.cfg.rope.max_len);
     printf("%s (rope %s x%g, trained lengths %lld -> %lld)\n", ckpt, rope, m.cfg.rope.factor,
            (long long)m.cfg.rope.original_max_len, (long long)m.cfg.rope.max_len);
     if (data) {

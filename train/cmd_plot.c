@@ -16,7 +16,9 @@ static const char HELP[] =
     "Draws PNG charts with gnuplot (Debian's gnuplot-nox; `make deps` installs it):\n"
     "  loss.png      training loss and held-out loss against step (from RUN_DIR/metrics.jsonl)\n"
     "  ppl.png       perplexity against window length, one line per `ropex eval --json` file\n"
-    "  passkey.png   passkey accuracy per (length, depth) of the first results file with a grid\n"
+    "  passkey.png   passkey accuracy per (length, depth), one panel per results file with a grid\n"
+    "  results.md    the results files as one Markdown table (also printed): perplexity per window,\n"
+    "                passkey accuracy within and beyond the model's original length, the worst cell, k_max\n"
     "--out DIR defaults to RUN_DIR, or to the directory of the first results file.\n";
 
 static FILE *gnuplot(void) {
@@ -161,6 +163,70 @@ static void plot_results(char **files, int n, const char *out) {
     cJSON_Delete(grid);
 }
 
+static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+/* One Markdown table of several `ropex eval --json` files. */
+static void results_table(char **files, int n, const char *out) {
+    double windows[32];
+    int nw = 0;
+    cJSON **js = calloc((size_t)n, sizeof *js);
+    for (int i = 0; i < n; i++) {
+        char *text = data_read_file(files[i], NULL);
+        js[i] = text ? cJSON_Parse(text) : NULL;
+        free(text);
+        if (!js[i]) die("plot: %s: not a `ropex eval --json` file", files[i]);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, jget(js[i], "perplexity")) {
+            double w = cJSON_GetNumberValue(jget(it, "window"));
+            int k = 0;
+            while (k < nw && windows[k] != w) k++;
+            if (k == nw && nw < 32) windows[nw++] = w;
+        }
+    }
+    char path[1300];
+    snprintf(path, sizeof path, "%s/results.md", out);
+    FILE *f = fopen(path, "w");
+    if (!f) die("plot: %s: cannot create", path);
+    for (int pass = 0; pass < 2; pass++) {
+        FILE *o = pass ? stdout : f;
+        fprintf(o, "| model | rope |");
+        for (int k = 0; k < nw; k++) fprintf(o, " ppl %.0f |", windows[k]);
+        fprintf(o, " passkey <= %s | passkey > %s | worst cell | k_max |\n| --- | --- |", "L0", "L0");
+        for (int k = 0; k < nw + 4; k++) fprintf(o, " ---: |");
+        fprintf(o, "\n");
+        for (int i = 0; i < n; i++) {
+            const cJSON *j = js[i], *it;
+            const char *label = cJSON_GetStringValue(jget(j, "label"));
+            const char *rt = cJSON_GetStringValue(jget(j, "rope_type"));
+            fprintf(o, "| %s | %s x%g |", label ? label : files[i], rt ? rt : "?", cJSON_GetNumberValue(jget(j, "factor")));
+            for (int k = 0; k < nw; k++) {
+                double ppl = -1;
+                cJSON_ArrayForEach(it, jget(j, "perplexity"))
+                    if (cJSON_GetNumberValue(jget(it, "window")) == windows[k] && cJSON_IsNumber(jget(it, "ppl")))
+                        ppl = cJSON_GetNumberValue(jget(it, "ppl"));
+                if (ppl >= 0) fprintf(o, " %.3f |", ppl); else fprintf(o, " – |");
+            }
+            /* L0: the length the weights were pretrained at (original_max_len in the JSON; 2048 if absent) */
+            double l0 = cJSON_IsNumber(jget(j, "original_max_len")) ? cJSON_GetNumberValue(jget(j, "original_max_len")) : 2048;
+            double in = 0, in_n = 0, beyond = 0, beyond_n = 0, worst = 2;
+            cJSON_ArrayForEach(it, jget(j, "passkey")) {
+                double a = cJSON_GetNumberValue(jget(it, "accuracy")), l = cJSON_GetNumberValue(jget(it, "length"));
+                if (l <= l0) { in += a; in_n++; } else { beyond += a; beyond_n++; }
+                if (a < worst) worst = a;
+            }
+            if (in_n) fprintf(o, " %.0f%% |", 100 * in / in_n); else fprintf(o, " – |");
+            if (beyond_n) fprintf(o, " %.0f%% |", 100 * beyond / beyond_n); else fprintf(o, " – |");
+            if (worst <= 1) fprintf(o, " %.0f%% |", 100 * worst); else fprintf(o, " – |");
+            if (cJSON_IsNumber(jget(j, "k_max"))) fprintf(o, " %.0f |\n", cJSON_GetNumberValue(jget(j, "k_max")));
+            else fprintf(o, " – |\n");
+        }
+    }
+    fclose(f);
+    printf("%s\n", path);
+    for (int i = 0; i < n; i++) cJSON_Delete(js[i]);
+    free(js);
+}
+
 int cmd_plot(int argc, char **argv) {
     const char *out = NULL, *run = NULL;
     for (int i = 0; i < argc; i++) if (is_help(argv[i])) { fputs(HELP, stdout); return 0; }
@@ -189,7 +255,7 @@ int cmd_plot(int argc, char **argv) {
     }
     mkdir(out, 0777);
     if (run) plot_loss(run, out);
-    if (nf) plot_results(files, nf, out);
+    if (nf) { plot_results(files, nf, out); results_table(files, nf, out); }
     free(files);
     return 0;
 }

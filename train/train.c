@@ -20,7 +20,7 @@
 #include "config.h"
 
 static const char HELP[] =
-    "usage: ropex train CONFIG.ini [--set section.key=value ...] [--fresh] [--force]\n"
+    "usage: ropex train CONFIG.ini [--set section.key=value ...] [--fresh] [--force] [--check]\n"
     "\n"
     "Trains (extends) a model as CONFIG says. Running the same command again with an out_dir that\n"
     "holds a checkpoint continues exactly where the last checkpoint left off (weights, AdamW\n"
@@ -28,6 +28,7 @@ static const char HELP[] =
     "and exits with status 130; rerun the command to continue.\n"
     "  --fresh   start over in an out_dir that already holds a run (deletes its checkpoints)\n"
     "  --force   resume although a key that changes the run (model, rope, data, seed, batch) differs\n"
+    "  --check   only validate: read the config, the model's shape and the RoPE, print them, exit\n"
     "\n"
     "Keys (section, name, default, meaning):\n";
 
@@ -212,7 +213,7 @@ static void save_checkpoint(Run *r, int64_t step) {
 
 int cmd_train(int argc, char **argv) {
     const char *cfg_path = NULL;
-    int fresh = 0, force = 0;
+    int fresh = 0, force = 0, check = 0;
     RunConfig rc;
     config_init(&rc);
     char err[2048];
@@ -220,6 +221,7 @@ int cmd_train(int argc, char **argv) {
         if (is_help(argv[i])) { fputs(HELP, stdout); config_print_keys(stdout); return 0; }
         if (!strcmp(argv[i], "--fresh")) fresh = 1;
         else if (!strcmp(argv[i], "--force")) force = 1;
+        else if (!strcmp(argv[i], "--check")) check = 1;
         else if (!strcmp(argv[i], "--set")) { if (++i >= argc) die("train: --set needs section.key=value"); }
         else if (argv[i][0] == '-') die("train: unknown option '%s' (see ropex train --help)", argv[i]);
         else if (cfg_path) die("train: more than one CONFIG ('%s')", argv[i]);
@@ -234,6 +236,16 @@ int cmd_train(int argc, char **argv) {
     ModelConfig mc;
     if (config_model(&rc, &mc, err, sizeof err)) die("%s", err);
     if (rope_check_trainable(&mc.rope, err, sizeof err)) die("%s", err);
+    if (check) {
+        printf("%s: ok: model V %lld C %lld L %lld NH %lld NKV %lld H %lld, rope %s x%g (%lld -> %lld), "
+               "data %s, seq_len %lld, %lld steps of %lld x %lld sequences\n", cfg_path, (long long)mc.vocab,
+               (long long)mc.dim, (long long)mc.n_layers, (long long)mc.n_heads, (long long)mc.n_kv_heads,
+               (long long)mc.hidden_dim, rope_method_name(mc.rope.method), mc.rope.factor,
+               (long long)mc.rope.original_max_len, (long long)mc.rope.max_len, rc.data_dir, (long long)rc.seq_len,
+               (long long)rc.steps, (long long)rc.micro_batch, (long long)rc.grad_accum);
+        config_free(&rc);
+        return 0;
+    }
     if (mkdir_p(rc.out_dir)) die("%s: cannot create the run directory (%s)", rc.out_dir, strerror(errno));
 
     char latest_path[CONFIG_PATH_MAX + 16], metrics_path[CONFIG_PATH_MAX + 16];

@@ -1,0 +1,39 @@
+#!/bin/sh
+# The demo (make demo; make demo-yarn runs it with configs/demo-yarn.ini): builds the demo corpus
+# if it is missing, evaluates the embedded fixture (models/tiny-2k, 2048 tokens) as it is and
+# with the config's RoPE scaling but no training, extends it to 8192 tokens as CONFIG says,
+# evaluates the result, and draws the pictures and the results table into the run directory.
+# Usage: scripts/demo.sh [CONFIG]   (default configs/demo.ini)
+set -eu
+cd "$(dirname "$0")/.."
+CONFIG=${1:-configs/demo.ini}
+R=build/ropex
+FIXTURE=hf:models/tiny-2k
+val() { sed -n "s/^$1 *= *\([^ ;]*\).*/\1/p" "$CONFIG" | head -1; }
+RUN=$(val out_dir)
+RT=$(val rope_type)
+FACTOR=$(val factor)
+[ -n "$RUN" ] && [ -n "$RT" ] && [ -n "$FACTOR" ] || { echo "demo: $CONFIG needs out_dir, rope_type and factor" >&2; exit 2; }
+start=$(date +%s)
+stage() { echo; echo "== $1 ($(( $(date +%s) - start )) s)"; }
+
+[ -f data/demo/manifest.json ] || { stage "building the demo corpus"; scripts/demo-data.sh data/demo; }
+mkdir -p "$RUN"
+EVAL="--data data/demo --domains prose,code --lengths 2048,4096,8192 --stride 256 --max-windows 8
+      --passkey --depths 0,0.25,0.5,0.75,1 --trials 5"
+SCALE="--set rope.rope_type=$RT --set rope.factor=$FACTOR --set rope.original_max_position_embeddings=2048
+       --set rope.max_position_embeddings=8192"
+stage "base model (2048 tokens, plain RoPE) at 2048, 4096, 8192"
+# shellcheck disable=SC2086
+$R eval $FIXTURE $EVAL --label "base" --json "$RUN/eval-base.json"
+stage "$RT x$FACTOR without training"
+# shellcheck disable=SC2086
+$R eval $FIXTURE $EVAL $SCALE --label "$RT, no training" --json "$RUN/eval-untrained.json"
+stage "extending to 8192 with $RT ($CONFIG)"
+$R train "$CONFIG" --fresh
+stage "$RT x$FACTOR trained"
+# shellcheck disable=SC2086
+$R eval "$RUN/final.h5" $EVAL --label "$RT, trained" --json "$RUN/eval-trained.json"
+stage "pictures and table"
+$R plot "$RUN" "$RUN/eval-base.json" "$RUN/eval-untrained.json" "$RUN/eval-trained.json" --out "$RUN"
+echo "demo done in $(( $(date +%s) - start )) s: $RUN/loss.png $RUN/ppl.png $RUN/passkey.png $RUN/results.md"
