@@ -4,6 +4,12 @@
 
 CC      ?= cc
 PKGS    := openblas libcjson inih hdf5 libzstd libpcre2-8
+# `make MPI=1`: data-parallel training over Open MPI (mpicc), built into build-mpi/ beside build/.
+ifeq ($(MPI),1)
+CC      := mpicc
+BUILD   ?= build-mpi
+EXTRA_CFLAGS += -DROPEX_MPI
+endif
 STD     := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -fopenmp
 OPT     ?= -O3 -march=native
 BUILD   ?= build
@@ -27,7 +33,7 @@ LDLIBS  := $(PKG_LIBS) -Wl,-rpath,$(BLAS_DIR) -lpthread -lm $(EXTRA_LDLIBS)
 MODEL_SRC := model/model.c model/ops.c model/attention.c model/rope.c model/hf_config.c model/hf_io.c \
              model/safetensors.c model/ckpt_h5.c model/llama2c.c model/fsutil.c
 TRAIN_SRC := train/main.c train/config.c train/train.c train/eval.c train/cmd_eval.c train/cmd_rope.c \
-             train/cmd_ckpt.c train/cmd_data.c train/cmd_plot.c train/cpu.c
+             train/cmd_ckpt.c train/cmd_data.c train/cmd_plot.c train/cpu.c train/dist.c
 OPTIM_SRC := optim/adamw.c optim/schedule.c
 DATA_SRC  := data/util.c data/tokenizer.c data/shard.c data/stream.c data/prepare.c data/synth.c
 DATA_OBJ  := $(DATA_SRC:%.c=$(BUILD)/%.o)
@@ -93,7 +99,8 @@ fixture: $(BUILD)/ropex
 test:
 	@scripts/setup.sh
 	@$(MAKE) --no-print-directory all
-	@tests/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory MPI=1 BUILD=build-mpi build-mpi/ropex
+	@tests/run.sh $(BUILD) build-mpi
 
 test-fast: all
 	@tests/run.sh --fast $(BUILD)
@@ -104,5 +111,5 @@ asan:
 	  EXTRA_LDLIBS="-fsanitize=address,undefined" test-fast
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-mpi
 .SECONDARY:

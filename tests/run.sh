@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs ropex's tests and prints one closing line "N passed, N failed".
-# usage: tests/run.sh [--fast] BUILD_DIR
+# usage: tests/run.sh [--fast] BUILD_DIR [MPI_BUILD_DIR]
 # Every test program prints "PASS name" / "FAIL name: why" lines; a program that exits non-zero
 # without printing a FAIL line counts as one failure. --fast skips the slow end-to-end group.
 set -u
 fast=0
 [ "${1:-}" = "--fast" ] && { fast=1; shift; }
 build=${1:-build}
+mpi_build=${2:-}              # the MPI=1 build (make test passes build-mpi); without it the MPI group is left out
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -44,6 +45,9 @@ run optim      "$py" tests/ref/test_optim.py "$build"
 if [ "$fast" -eq 0 ]; then   # the slow end-to-end group
   run train      "$py" tests/ref/test_train.py "$build"
   run eval       "$py" tests/ref/test_eval.py "$build"
+  if [ -n "$mpi_build" ]; then
+    run mpi        "$py" tests/ref/test_mpi.py "$build" "$mpi_build"
+  fi
 fi
 rm -rf "$logdir"
 echo "$passed passed, $failed failed"

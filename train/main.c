@@ -9,16 +9,20 @@
 #include "../model/model.h"
 #include "commands.h"
 #include "cpu.h"
+#include "dist.h"
 
 #define ROPEX_VERSION "0.1.0"
 
 void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "ropex: ");
+    if (dist_size() > 1) fprintf(stderr, "ropex: rank %d of %d: ", dist_rank(), dist_size());
+    else fprintf(stderr, "ropex: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
+    fflush(stderr);
+    dist_abort(2);   /* one rank's error ends every rank instead of leaving them waiting */
     exit(2);
 }
 
@@ -119,8 +123,14 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (is_help(argv[1])) { usage(stdout); return 0; }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("ropex %s (fp32, OpenMP %d threads max, OpenBLAS %s kernels)\n", ROPEX_VERSION,
-               omp_get_max_threads(), cpu_blas_kernels());
+        printf("ropex %s (fp32, OpenMP %d threads max, OpenBLAS %s kernels, MPI: %s)\n", ROPEX_VERSION,
+               omp_get_max_threads(), cpu_blas_kernels(),
+#ifdef ROPEX_MPI
+               dist_build()
+#else
+               "no (make MPI=1 builds with Open MPI)"
+#endif
+        );
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

@@ -18,6 +18,7 @@
 #include "../optim/optim.h"
 #include "commands.h"
 #include "config.h"
+#include "dist.h"
 
 static const char HELP[] =
     "usage: ropex train CONFIG.ini [--set section.key=value ...] [--fresh] [--force] [--check]\n"
@@ -190,14 +191,17 @@ static void store_data_tokenizer(const RunConfig *rc, const Model *m, FileBlobs 
     tok->n = 1;
 }
 
+/* Rank 0 writes; every rank's stream is at the same position (each reads every sequence of a step
+ * and keeps its own share), so one cursor is every rank's data position. */
 static void save_checkpoint(Run *r, int64_t step) {
+    if (dist_rank() != 0) return;
     char path[CONFIG_PATH_MAX + 80], latest[CONFIG_PATH_MAX + 80], tmp[CONFIG_PATH_MAX + 96], name[64];
     snprintf(name, sizeof name, "step-%08lld.h5", (long long)step);
     snprintf(path, sizeof path, "%s/%s", r->rc->out_dir, name);
     size_t clen;
     uint8_t *cursor = stream_save(r->stream, &clen);
     TrainState st = {.step = step, .tokens_seen = step * r->rc->micro_batch * r->rc->grad_accum * r->rc->seq_len,
-                     .rng_state = (uint64_t)r->rc->seed, .world_size = 1, .data_cursor = cursor,
+                     .rng_state = (uint64_t)r->rc->seed, .world_size = dist_size(), .data_cursor = cursor,
                      .data_cursor_len = clen, .config_text = r->config_text};
     RxError e;
     if (ckpt_save(path, r->m, r->am, r->av, &st, r->tok, &e) != RX_OK) die("saving a checkpoint failed: %s", e.msg);
@@ -228,10 +232,16 @@ int cmd_train(int argc, char **argv) {
         else cfg_path = argv[i];
     }
     if (!cfg_path) die("train: missing CONFIG.ini (see ropex train --help)");
+    const int world = dist_init(), rank = dist_rank();
+    if (rank > 0 && !freopen("/dev/null", "w", stdout)) die("cannot silence rank %d's output", rank);   /* rank 0 reports */
     if (config_load(&rc, cfg_path, err, sizeof err)) die("%s", err);
     for (int i = 0; i < argc; i++)
         if (!strcmp(argv[i], "--set") && config_set(&rc, argv[++i], err, sizeof err)) die("%s", err);
     if (config_check_train(&rc, err, sizeof err)) die("%s", err);
+    if (rc.grad_accum % world)
+        die("train.grad_accum = %lld is not a multiple of the %d ranks: each rank takes grad_accum / ranks of every "
+            "step's micro-batches (the global batch stays micro_batch x grad_accum sequences whatever the ranks)",
+            (long long)rc.grad_accum, world);
     if (rc.threads > 0) { omp_set_num_threads((int)rc.threads); openblas_set_num_threads((int)rc.threads); }
     ModelConfig mc;
     if (config_model(&rc, &mc, err, sizeof err)) die("%s", err);
@@ -244,6 +254,7 @@ int cmd_train(int argc, char **argv) {
                (long long)mc.rope.original_max_len, (long long)mc.rope.max_len, rc.data_dir, (long long)rc.seq_len,
                (long long)rc.steps, (long long)rc.micro_batch, (long long)rc.grad_accum);
         config_free(&rc);
+        dist_finalize();
         return 0;
     }
     if (mkdir_p(rc.out_dir)) die("%s: cannot create the run directory (%s)", rc.out_dir, strerror(errno));
@@ -257,7 +268,8 @@ int cmd_train(int argc, char **argv) {
     TrainState st = {0};
     int64_t start = 0;
     RxError e;
-    FILE *lf = fopen(latest_path, "r");
+    /* rank 0 alone clears or trims the run directory; the others wait, then read what is there */
+    FILE *lf = rank == 0 ? fopen(latest_path, "r") : NULL;
     if (lf && fresh) {
         fclose(lf);
         lf = NULL;
@@ -272,11 +284,14 @@ int cmd_train(int argc, char **argv) {
             }
         if (d) closedir(d);
         printf("--fresh: removed the previous run's checkpoints and metrics in %s\n", rc.out_dir);
-    } else if (!lf && access(metrics_path, F_OK) == 0) {
+    } else if (rank == 0 && !lf && access(metrics_path, F_OK) == 0) {
         /* stopped before its first checkpoint: nothing to resume, nothing lost by starting over */
         printf("%s has no checkpoint yet: starting from step 0\n", rc.out_dir);
         trim_metrics(metrics_path, 0);
     }
+    if (lf) fclose(lf);
+    dist_barrier();
+    lf = fopen(latest_path, "r");
     if (lf) {   /* resume */
         char name[256] = "", ck[CONFIG_PATH_MAX + 300];
         if (!fgets(name, sizeof name, lf)) name[0] = 0;
@@ -293,8 +308,9 @@ int cmd_train(int argc, char **argv) {
             die("cannot resume %s exactly: %s. Use --force to resume anyway, or --fresh to start over", rc.out_dir, err);
         config_free(&saved);
         start = st.step;
-        printf("resuming %s from %s at step %lld\n", rc.out_dir, name, (long long)start);
-        trim_metrics(metrics_path, start);
+        printf("resuming %s from %s at step %lld (saved by %lld rank%s, now %d)\n", rc.out_dir, name, (long long)start,
+               (long long)st.world_size, st.world_size == 1 ? "" : "s", world);
+        if (rank == 0) trim_metrics(metrics_path, start);
     } else {   /* a new run */
         if (rc.model_preset[0]) {
             if (model_init(&m, &mc, &e) != RX_OK) die("%s", e.msg);
@@ -336,8 +352,10 @@ int cmd_train(int argc, char **argv) {
     printf("data: %s, %d domains (", rc.data_dir, stream_domains(stream));
     for (int d = 0; d < stream_domains(stream); d++)
         printf("%s%s %.3f", d ? ", " : "", stream_domain_name(stream, d), stream_domain_weight(stream, d));
-    printf("); %lld tokens per step (%lld x %lld x %lld), %d threads\n", (long long)tokens_per_step, (long long)A,
+    printf("); %lld tokens per step (%lld x %lld x %lld), %d threads", (long long)tokens_per_step, (long long)A,
            (long long)B, (long long)T, omp_get_max_threads());
+    if (world > 1) printf(" per rank, %d ranks of %lld micro-batches each", world, (long long)(A / world));
+    printf("\n");
     if (m.cfg.vocab < stream_vocab_size(stream))
         die("data.dir %s was tokenized with %lld token ids but the model's vocabulary has %lld", rc.data_dir,
             (long long)stream_vocab_size(stream), (long long)m.cfg.vocab);
@@ -359,7 +377,7 @@ int cmd_train(int argc, char **argv) {
     Schedule sched = {!strcmp(rc.schedule, "cosine") ? SCHED_COSINE : !strcmp(rc.schedule, "linear") ? SCHED_LINEAR : SCHED_CONSTANT,
                       rc.lr, rc.warmup_start, rc.min_lr_ratio, rc.warmup_steps, rc.steps};
     Run run = {&rc, &m, am, av, stream, &tok, config_to_ini(&rc)};
-    FILE *metrics = fopen(metrics_path, "a");
+    FILE *metrics = fopen(rank == 0 ? metrics_path : "/dev/null", "a");
     if (!metrics) die("%s: cannot open for writing", metrics_path);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -371,13 +389,20 @@ int cmd_train(int argc, char **argv) {
         model_zero_grad(&m);
         double loss_sum = 0;
         for (int64_t a = 0; a < A; a++) {
+            /* micro-batch a belongs to rank a / (A / world): every rank reads it, its owner trains on it */
             if (next_batch(stream, &b, B, T, err, sizeof err)) die("data: %s", err);
+            if (a / (A / world) != rank) continue;
             m.docs = rc.doc_mask ? b.docs : NULL;
             float loss;
             if (model_forward(&m, b.inp, b.tgt, B, T, &loss, &e) != RX_OK) die("%s", e.msg);
             model_backward(&m);
             loss_sum += loss;
         }
+        double t_reduce = now_s();
+        dist_sum_floats(m.grads, m.table.total);   /* gradients summed over the ranks, then scaled below */
+        dist_sum_doubles(&loss_sum, 1);
+        if (world > 1) stop_requested = (sig_atomic_t)dist_max_int(stop_requested);   /* every rank stops at the same step */
+        t_reduce = now_s() - t_reduce;
         double loss = loss_sum / (double)A;
         if (A > 1) scale_grads(m.grads, m.table.total, (float)(1.0 / (double)A));
         double norm = clip_grad_norm(m.grads, m.table.total, rc.grad_clip);
@@ -392,21 +417,23 @@ int cmd_train(int argc, char **argv) {
         char el[32], et[32];
         fmt_time(now_s() - t_start, el, sizeof el);
         fmt_time(eta, et, sizeof et);
-        printf("step %lld/%lld  loss %.4f  lr %.3e  grad norm %.3f  %.0f tok/s  data wait %.1f ms  elapsed %s  ETA %s%s\n",
-               (long long)step + 1, (long long)rc.steps, loss, lr, norm, (double)tokens_per_step / dt, wait * 1e3, el, et,
-               ok ? "" : "  NON-FINITE: update skipped");
+        char red[48] = "";
+        if (world > 1) snprintf(red, sizeof red, "  allreduce %.1f ms", t_reduce * 1e3);
+        printf("step %lld/%lld  loss %.4f  lr %.3e  grad norm %.3f  %.0f tok/s  data wait %.1f ms%s  elapsed %s  ETA %s%s\n",
+               (long long)step + 1, (long long)rc.steps, loss, lr, norm, (double)tokens_per_step / dt, wait * 1e3, red, el,
+               et, ok ? "" : "  NON-FINITE: update skipped");
         fflush(stdout);
         fprintf(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.3f, "
                          "\"data_wait_s\": %.6f, \"step_s\": %.4f, \"tokens\": %lld, \"skipped_update\": %s, "
-                         "\"skipped_documents\": %lld}\n",
+                         "\"skipped_documents\": %lld, \"ranks\": %d, \"allreduce_s\": %.6f}\n",
                 (long long)step + 1, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
                 (double)tokens_per_step / dt, wait, dt, (long long)((step + 1) * tokens_per_step), ok ? "false" : "true",
-                (long long)stream_skipped(stream));
+                (long long)stream_skipped(stream), world, t_reduce);
         fflush(metrics);
         if (bad >= rc.max_bad_steps)
             die("%lld non-finite steps in a row (train.max_bad_steps): stopping; the last good checkpoint is %s/latest",
                 (long long)bad, rc.out_dir);
-        if (rc.eval_every > 0 && (step + 1) % rc.eval_every == 0 && rc.eval_sequences > 0) {
+        if (rank == 0 && rc.eval_every > 0 && (step + 1) % rc.eval_every == 0 && rc.eval_sequences > 0) {
             double ev = evaluate(&m, &rc, &b, err, sizeof err);
             if (isnan(ev) && err[0]) fprintf(stderr, "ropex: evaluation skipped: %s\n", err);
             printf("eval step %lld: held-out loss %.4f (ppl %.2f) over %lld sequences\n", (long long)step + 1, ev, exp(ev),
@@ -426,7 +453,7 @@ int cmd_train(int argc, char **argv) {
     fclose(metrics);
     int status = 0;
     if (stop_requested) status = 130;
-    else {   /* the export-ready result: weights, config and tokenizer files, no optimizer state */
+    else if (rank == 0) {   /* the export-ready result: weights, config and tokenizer files, no optimizer state */
         char final_path[CONFIG_PATH_MAX + 16];
         snprintf(final_path, sizeof final_path, "%s/final.h5", rc.out_dir);
         if (ckpt_save(final_path, &m, NULL, NULL, NULL, &tok, &e) != RX_OK) die("%s", e.msg);
@@ -441,5 +468,7 @@ int cmd_train(int argc, char **argv) {
     file_blobs_free(&tok);
     model_free(&m);
     config_free(&rc);
+    dist_barrier();
+    dist_finalize();
     return status;
 }
