@@ -79,6 +79,9 @@ bench: all
 	@/usr/bin/python3 bench/run.py $(BUILD)
 	@$(BUILD)/bench/bench_ckpt smollm-135m
 	@$(BUILD)/bench/bench_data
+	@if command -v mpicc >/dev/null; then $(MAKE) --no-print-directory MPI=1 BUILD=build-mpi build-mpi/ropex && \
+	  { [ -f data/demo/manifest.json ] || scripts/demo-data.sh data/demo >/dev/null; } && \
+	  /usr/bin/python3 bench/mpi.py $(BUILD) build-mpi data/demo; fi
 
 demo:
 	@scripts/setup.sh

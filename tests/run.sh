@@ -45,6 +45,7 @@ run optim      "$py" tests/ref/test_optim.py "$build"
 if [ "$fast" -eq 0 ]; then   # the slow end-to-end group
   run train      "$py" tests/ref/test_train.py "$build"
   run eval       "$py" tests/ref/test_eval.py "$build"
+  run demo       "$py" tests/ref/test_demo.py "$build"
   if [ -n "$mpi_build" ]; then
     run mpi        "$py" tests/ref/test_mpi.py "$build" "$mpi_build"
   fi
