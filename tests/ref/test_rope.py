@@ -98,9 +98,13 @@ def cases():
             yield "llama3", dim, theta, L0, {"rope_type": "llama3", "factor": s,
                                             "low_freq_factor": 2.0, "high_freq_factor": 8.0}, L0
             inv = rope_ref.base_inv_freq(dim, theta) / s
+            # thresholds halfway (geometrically) between two frequencies, never on one: a frequency
+            # equal to a threshold would be kept or not depending on its last bit, which differs
+            # between numpy and C by an ulp depending on how pow() was compiled
+            b = float(np.sqrt(inv[dim // 4] * inv[dim // 4 + 1]))
             yield "base truncation", dim, theta, L0, {"rope_type": "linear", "factor": s,
-                                                     "trunc_a": float(inv[-3]), "trunc_b": float(inv[dim // 4]),
-                                                     "trunc_rho": float(inv[dim // 4]) / 2}, L0
+                                                     "trunc_a": float(np.sqrt(inv[-3] * inv[-4])), "trunc_b": b,
+                                                     "trunc_rho": b / 2}, L0
 
 
 def test_methods():
