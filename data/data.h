@@ -51,6 +51,7 @@ typedef struct {
     SynthKind kind;        /* passkey hidden in varied filler, or key-value lookup */
     int64_t docs;
     int64_t min_chars, max_chars;   /* document length range, in characters */
+    int64_t questions;     /* kv: questions at the end (1: one lookup per document) */
     uint64_t seed;
     const char *out;       /* JSON lines ({"text": ...}) for data_prepare */
 } SynthConfig;

@@ -34,6 +34,7 @@ static void filler(char *buf, size_t *n, size_t cap, uint64_t *rng, size_t chars
 int data_synth(const SynthConfig *c, char *err, size_t errlen) {
     if (c->max_chars < c->min_chars || c->min_chars < 100)
         return data_fail(err, errlen, "synth: expected 100 <= --min-chars <= --max-chars");
+    if (c->questions < 1) return data_fail(err, errlen, "synth: expected --questions >= 1");
     FILE *f = fopen(c->out, "w");
     if (!f) return data_fail(err, errlen, "%s: cannot create", c->out);
     uint64_t rng = c->seed * 0x2545F4914F6CDD1Dull + 1;
@@ -51,18 +52,22 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             filler(buf, &n, cap, &rng, chars);
             snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
         } else {
-            /* key-value lookup: lines of random keys and values, then one question */
-            int64_t pairs = (int64_t)(chars / 24) > 1 ? (int64_t)(chars / 24) : 2, ask = (int64_t)(next(&rng) % (uint64_t)pairs);
-            char akey[16] = "", aval[16] = "";
+            /* key-value lookup: lines of random keys and values, then `questions` questions about
+             * keys drawn from the list (each answered: a copy from far back in the document) */
+            int64_t pairs = (int64_t)(chars / 24) > 1 ? (int64_t)(chars / 24) : 2;
+            char (*kv)[2][8] = malloc(sizeof *kv * (size_t)pairs);
             for (int64_t p = 0; p < pairs && n + 64 < cap; p++) {
-                char k[16], v[16];
-                snprintf(k, sizeof k, "%06llx", (unsigned long long)(next(&rng) & 0xffffff));
-                snprintf(v, sizeof v, "%06llx", (unsigned long long)(next(&rng) & 0xffffff));
-                n += (size_t)snprintf(buf + n, cap - n, "%s%s: %s", p ? "\n" : "", k, v);
-                if (p == ask) { memcpy(akey, k, sizeof k); memcpy(aval, v, sizeof v); }
+                snprintf(kv[p][0], 8, "%06llx", (unsigned long long)(next(&rng) & 0xffffff));
+                snprintf(kv[p][1], 8, "%06llx", (unsigned long long)(next(&rng) & 0xffffff));
+                n += (size_t)snprintf(buf + n, cap - n, "%s%s: %s", p ? "\n" : "", kv[p][0], kv[p][1]);
             }
-            tn = (size_t)snprintf(tail, cap, "\nWhat is the value of %s? The value of %s is %s.", akey, akey, aval);
-            if (n + tn + 1 < cap) { memcpy(buf + n, tail, tn + 1); n += tn; }
+            for (int64_t q = 0; q < c->questions; q++) {
+                int64_t ask = (int64_t)(next(&rng) % (uint64_t)pairs);
+                tn = (size_t)snprintf(tail, cap, "\nWhat is the value of %s? The value of %s is %s.", kv[ask][0],
+                                      kv[ask][0], kv[ask][1]);
+                if (n + tn + 1 < cap) { memcpy(buf + n, tail, tn + 1); n += tn; }
+            }
+            free(kv);
         }
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "text", buf);

@@ -13,6 +13,7 @@ static const char HELP[] =
     "       ropex data inspect DIR\n"
     "       ropex data tokenize --tokenizer tokenizer.json [FILE|-] [--decode]\n"
     "       ropex data synth passkey|kv --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
+    "                                   [--questions Q]\n"
     "\n"
     "prepare: tokenizes documents into zstd shards of one domain of DIR (adds it to manifest.json,\n"
     "  replacing a domain of the same name). INPUT: a .jsonl file (one document per line, \"text\"),\n"
@@ -29,8 +30,8 @@ static const char HELP[] =
     "tokenize: the ids of the text as a JSON array; with --decode, a JSON array of ids back to text.\n"
     "synth: synthetic retrieval documents as JSON lines, deterministic in --seed: passkey (a 5-digit key\n"
     "  hidden at a random depth in varied filler, asked for at the end) or kv (lines of random\n"
-    "  key: value pairs, then the value of one key asked for); lengths --min-chars..--max-chars\n"
-    "  (default 2000..30000). Feed them to prepare as a domain of their own.\n";
+    "  key: value pairs, then the values of --questions Q random keys asked for, default 1); lengths\n"
+    "  --min-chars..--max-chars (default 2000..30000). Feed them to prepare as a domain of their own.\n";
 
 static double parse_frac(const char *flag, const char *s) {
     char *end;
@@ -180,7 +181,7 @@ static int data_tokenize(int argc, char **argv) {
 }
 
 static int data_synth_cmd(int argc, char **argv) {
-    SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1};
+    SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1, .questions = 1};
     if (argc < 1 || (strcmp(argv[0], "passkey") && strcmp(argv[0], "kv")))
         die("data synth: expected passkey or kv first (see ropex data --help)");
     c.kind = !strcmp(argv[0], "kv") ? SYNTH_KV : SYNTH_PASSKEY;
@@ -190,6 +191,7 @@ static int data_synth_cmd(int argc, char **argv) {
         else if (!strcmp(argv[i], "--min-chars") && more) c.min_chars = parse_positive(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--max-chars") && more) c.max_chars = parse_positive(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--seed") && more) c.seed = (uint64_t)parse_positive(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--questions") && more) c.questions = parse_positive(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--out") && more) c.out = argv[++i];
         else die("data synth: unknown or incomplete option '%s'", argv[i]);
     }

@@ -307,6 +307,19 @@ def test_synth(tok):
         m = re.search(r"What is the value of (\w+)\? The value of \1 is (\w+)\.$", t)
         ok &= bool(m) and pairs.get(m.group(1)) == m.group(2)
     report(ok, "data synth kv: the asked value is the one listed for its key")
+    kv5 = os.path.join(TMP, "kv5.jsonl")
+    ropex("data", "synth", "kv", "--docs", "30", "--min-chars", "300", "--max-chars", "900", "--questions", "5",
+          "--out", kv5)
+    ok, asked = True, 0
+    for line in open(kv5):
+        lines = json.loads(line)["text"].split("\n")
+        pairs = dict(l.split(": ") for l in lines[:-5])
+        for q in lines[-5:]:
+            m = re.fullmatch(r"What is the value of (\w+)\? The value of \1 is (\w+)\.", q)
+            ok &= bool(m) and pairs.get(m.group(1)) == m.group(2)
+            asked += bool(m)
+    report(ok and asked == 150, "data synth kv --questions 5: five questions, each answered with its listed value",
+           f"{asked} questions")
     r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, "--out", os.path.join(TMP, "synthdata"))
     report(r.returncode == 0 and "training" in r.stdout, "prepare accepts the synthetic JSON lines", r.stderr.strip()[:200])
 
