@@ -21,8 +21,11 @@ static const char HELP[] =
     "       ropex eval CHECKPOINT --tokens IDS.json [--generate N] [--set rope.KEY=VALUE ...]\n"
     "\n"
     "CHECKPOINT: a ropex .h5 file or hf:DIR (a Hugging Face model directory).\n"
-    "Perplexity at each window length over the held-out documents of DIR (sliding windows; the\n"
-    "loss of the first window of a document counts every token, later windows the last `stride`),\n"
+    "Perplexity at each window length over the held-out documents of DIR: sliding windows with a\n"
+    "stride, each counting the loss of its last `stride` tokens; with several lengths, only documents\n"
+    "longer than the longest are used and windows end at the same places, so every length scores the\n"
+    "same tokens with more or less context (with one length, a document's first window counts every\n"
+    "token). --max-windows (default 16) bounds the windows per length, spread over the documents.\n"
     "and with --passkey the passkey retrieval accuracy per (length, depth) cell with random 5-digit\n"
     "keys, plus k_max (the largest length at which every depth succeeds at least 20%). --set\n"
     "changes the RoPE for the evaluation (e.g. PI without training, or dynamic NTK). --tokens\n"
@@ -195,11 +198,16 @@ int cmd_eval(int argc, char **argv) {
         int64_t *lens, nd;
         int32_t *all = heldout_docs(data, domains, &lens, &nd, err, sizeof err);
         if (!all) die("%s", err);
+        /* every length is scored on the same tokens: windows end together, each counts its last
+         * `stride` targets (with one length, the classic sliding window) */
+        int64_t align = 0;
+        for (int64_t i = 0; n_len > 1 && i < n_len; i++) if ((int64_t)lengths[i] > align) align = (int64_t)lengths[i];
         cJSON *pp = cJSON_AddArrayToObject(out, "perplexity");
         printf("%8s %10s %6s %8s %10s\n", "window", "perplexity", "docs", "windows", "tokens");
         for (int64_t i = 0; i < n_len; i++) {
             PplResult r;
-            if (eval_perplexity(&m, all, lens, nd, (int64_t)lengths[i], stride, max_windows, &r, err, sizeof err)) die("%s", err);
+            if (eval_perplexity(&m, all, lens, nd, (int64_t)lengths[i], stride, align, max_windows, &r, err, sizeof err))
+                die("%s", err);
             printf("%8lld %10.3f %6lld %8lld %10lld%s\n", (long long)r.window, r.ppl, (long long)r.docs,
                    (long long)r.windows, (long long)r.tokens, r.docs ? "" : "  (no held-out document this long)");
             cJSON *o = cJSON_CreateObject();

@@ -14,20 +14,32 @@
 #include "../model/rng.h"
 
 int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int64_t n_docs,
-                    int64_t window, int64_t stride, int64_t max_windows, PplResult *out,
+                    int64_t window, int64_t stride, int64_t align, int64_t max_windows, PplResult *out,
                     char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     out->window = window;
     out->stride = stride;
+    const int aligned = align > 0;   /* compare lengths on the same targets */
+    if (aligned && align < window) { data_fail(err, errlen, "perplexity: align %lld < window %lld", (long long)align, (long long)window); return -1; }
+    const int64_t need = aligned ? align : window;
+    /* max_windows spread over the documents long enough: at most ceil(max / eligible) each */
+    int64_t eligible = 0;
+    for (int64_t d = 0; d < n_docs; d++) eligible += doc_len[d] >= need + 1;
+    const int64_t per_doc = eligible ? (max_windows + eligible - 1) / eligible : 0;
     int32_t *tgt = malloc(sizeof(int32_t) * (size_t)window);
     RxError e;
     const int32_t *doc = tokens;
     for (int64_t d = 0; d < n_docs && out->windows < max_windows; doc += doc_len[d], d++) {
-        if (doc_len[d] < window + 1) continue;   /* window tokens + the last target */
+        if (doc_len[d] < need + 1) continue;   /* window tokens + the last target */
         out->docs++;
-        for (int64_t start = 0; start + window + 1 <= doc_len[d] && out->windows < max_windows; start += stride) {
-            /* first window of a document: every target; then only the last `stride` */
-            int64_t first_counted = start == 0 ? 0 : window - stride;
+        const int64_t doc_windows_end = out->windows + per_doc;
+        /* windows end at need, need + stride, ...; unaligned, the first window of a document
+         * counts every target and the next ones the last `stride`; aligned, every window counts
+         * its last `stride`, the same targets whatever the window length */
+        for (int64_t end = need; end + 1 <= doc_len[d] && out->windows < max_windows && out->windows < doc_windows_end;
+             end += stride) {
+            int64_t start = end - window;
+            int64_t first_counted = !aligned && end == need ? 0 : window - stride;
             for (int64_t t = 0; t < window; t++) tgt[t] = t >= first_counted ? doc[start + t + 1] : -1;
             float loss;
             if (model_forward(m, doc + start, tgt, 1, window, &loss, &e) != RX_OK) { free(tgt); return data_fail(err, errlen, "%s", e.msg); }

@@ -18,9 +18,14 @@ typedef struct {
 
 /* Slides windows of `window` tokens with `stride` over each document (at least `window` long) of
  * the tokens given (docs: concatenated, doc_len per document); the first window of a document
- * counts all its targets, the next ones the last `stride`. At most max_windows windows. */
+ * counts all its targets, the next ones the last `stride`. With align > 0 (>= window: the longest
+ * window being compared), only documents longer than `align` are used, windows end where windows
+ * of `align` tokens would, and every window counts its last `stride` targets: all window lengths
+ * are then scored on the same tokens, with contexts of window - stride .. window tokens.
+ * At most max_windows windows, spread over the documents long enough (at most
+ * ceil(max_windows / documents) from each, from its start). */
 int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int64_t n_docs,
-                    int64_t window, int64_t stride, int64_t max_windows, PplResult *out,
+                    int64_t window, int64_t stride, int64_t align, int64_t max_windows, PplResult *out,
                     char *err, size_t errlen);
 
 /* Builds a passkey prompt of about `length` tokens: [BOS] filler with the key sentence at `depth`
