@@ -19,7 +19,7 @@ stage() { echo; echo "== $1 ($(( $(date +%s) - start )) s)"; }
 
 [ -f data/demo/manifest.json ] || { stage "building the demo corpus"; scripts/demo-data.sh data/demo; }
 mkdir -p "$RUN"
-EVAL="--data data/demo --domains prose,code --lengths 2048,4096,8192 --stride 256 --max-windows 8
+EVAL="--data data/demo --domains prose,code --lengths 2048,4096,8192 --stride 512 --max-windows 16
       --passkey --depths 0,0.25,0.5,0.75,1 --trials 5"
 SCALE="--set rope.rope_type=$RT --set rope.factor=$FACTOR --set rope.original_max_position_embeddings=2048
        --set rope.max_position_embeddings=8192"
