@@ -1,5 +1,5 @@
-/* Synthetic retrieval documents for long-context training (data.h): passkeys hidden in filler
- * and key-value lookups, deterministic in the seed, as JSON lines for `ropex data prepare`. */
+/* Synthetic retrieval documents for long-context training (data.h): passkeys hidden in filler,
+ * key-value lookups and repeated strings, deterministic in the seed, as JSON lines for `ropex data prepare`. */
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +51,16 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             n += (size_t)snprintf(buf + n, cap - n, " The pass key is %05d. Remember it. %05d is the pass key.", key, key);
             filler(buf, &n, cap, &rng, chars);
             snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
+        } else if (c->kind == SYNTH_REPEAT) {
+            /* lines "S|S" of random letters, 16..64 of them: the second half is a pure copy of the
+             * first, the task that teaches a model to copy (induction) in the fewest steps */
+            while (n < chars && n + 2 * 64 + 3 < cap) {
+                char s[65];
+                int len = 16 + (int)(next(&rng) % 49);
+                for (int i = 0; i < len; i++) s[i] = (char)('a' + next(&rng) % 26);
+                s[len] = 0;
+                n += (size_t)snprintf(buf + n, cap - n, "%s%s|%s", n ? "\n" : "", s, s);
+            }
         } else {
             /* key-value lookup: lines of random keys and values, then `questions` questions about
              * keys drawn from the list (each answered: a copy from far back in the document) */

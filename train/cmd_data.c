@@ -12,7 +12,7 @@ static const char HELP[] =
     "usage: ropex data prepare --tokenizer tokenizer.json --domain NAME INPUT... --out DIR [options]\n"
     "       ropex data inspect DIR\n"
     "       ropex data tokenize --tokenizer tokenizer.json [FILE|-] [--decode]\n"
-    "       ropex data synth passkey|kv --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
+    "       ropex data synth passkey|kv|repeat --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
     "                                   [--questions Q]\n"
     "\n"
     "prepare: tokenizes documents into zstd shards of one domain of DIR (adds it to manifest.json,\n"
@@ -30,7 +30,8 @@ static const char HELP[] =
     "tokenize: the ids of the text as a JSON array; with --decode, a JSON array of ids back to text.\n"
     "synth: synthetic retrieval documents as JSON lines, deterministic in --seed: passkey (a 5-digit key\n"
     "  hidden at a random depth in varied filler, asked for at the end) or kv (lines of random\n"
-    "  key: value pairs, then the values of --questions Q random keys asked for, default 1); lengths\n"
+    "  key: value pairs, then the values of --questions Q random keys asked for, default 1) or repeat\n"
+    "  (lines S|S of 16..64 random letters S, which teach copying); lengths\n"
     "  --min-chars..--max-chars (default 2000..30000). Feed them to prepare as a domain of their own.\n";
 
 static double parse_frac(const char *flag, const char *s) {
@@ -182,9 +183,9 @@ static int data_tokenize(int argc, char **argv) {
 
 static int data_synth_cmd(int argc, char **argv) {
     SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1, .questions = 1};
-    if (argc < 1 || (strcmp(argv[0], "passkey") && strcmp(argv[0], "kv")))
-        die("data synth: expected passkey or kv first (see ropex data --help)");
-    c.kind = !strcmp(argv[0], "kv") ? SYNTH_KV : SYNTH_PASSKEY;
+    if (argc < 1 || (strcmp(argv[0], "passkey") && strcmp(argv[0], "kv") && strcmp(argv[0], "repeat")))
+        die("data synth: expected passkey, kv or repeat first (see ropex data --help)");
+    c.kind = !strcmp(argv[0], "kv") ? SYNTH_KV : !strcmp(argv[0], "repeat") ? SYNTH_REPEAT : SYNTH_PASSKEY;
     for (int i = 1; i < argc; i++) {
         int more = i + 1 < argc;
         if (!strcmp(argv[i], "--docs") && more) c.docs = parse_positive(argv[i], argv[i + 1]), i++;

@@ -320,7 +320,22 @@ def test_synth(tok):
             asked += bool(m)
     report(ok and asked == 150, "data synth kv --questions 5: five questions, each answered with its listed value",
            f"{asked} questions")
-    r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, "--out", os.path.join(TMP, "synthdata"))
+    rep = [os.path.join(TMP, f"rep{i}.jsonl") for i in range(2)]
+    for f in rep:
+        ropex("data", "synth", "repeat", "--docs", "40", "--min-chars", "300", "--max-chars", "1200", "--seed", "5",
+              "--out", f)
+    ok, lines = open(rep[0]).read() == open(rep[1]).read(), 0
+    for line in open(rep[0]):
+        t = json.loads(line)["text"]
+        ok &= 300 <= len(t) <= 1200 + 2 * 64 + 2
+        for l in t.split("\n"):
+            m = re.fullmatch(r"([a-z]{16,64})\|\1", l)
+            ok &= bool(m)
+            lines += 1
+    report(ok and lines > 40, "data synth repeat: deterministic, every line S|S with 16..64 random letters",
+           f"{lines} lines")
+    r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, rep[0], "--out",
+              os.path.join(TMP, "synthdata"))
     report(r.returncode == 0 and "training" in r.stdout, "prepare accepts the synthetic JSON lines", r.stderr.strip()[:200])
 
 
