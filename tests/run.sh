@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ropex's tests and prints one closing line "N passed, N failed".
 # usage: tests/run.sh [--fast] BUILD_DIR [MPI_BUILD_DIR]
-# Every test program prints "PASS name" / "FAIL name: why" lines; a program that exits non-zero
+# Every test program prints "PASS name" / "FAIL name: why" lines ("SKIP name: why" for a check
+# that cannot run yet, listed and counted apart); a program that exits non-zero
 # without printing a FAIL line counts as one failure. --fast skips the slow end-to-end group.
 set -u
 fast=0
@@ -13,18 +14,19 @@ cd "$root"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 py=/usr/bin/python3          # Debian's python with python3-torch / numpy / h5py
 logdir=$(mktemp -d)
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 
 run() {   # run NAME COMMAND...
   local name=$1; shift
   local log="$logdir/$name.log" t0=$SECONDS
   "$@" >"$log" 2>&1
   local rc=$?
-  local p f
-  p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log")
+  local p f s
+  p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log"); s=$(grep -c '^SKIP ' "$log")
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "FAIL $name: exited $rc" >>"$log"; fi
-  passed=$((passed + p)); failed=$((failed + f))
-  printf '%-14s %3d passed, %d failed  (%ds)\n' "$name" "$p" "$f" $((SECONDS - t0))
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+  printf '%-14s %3d passed, %d failed%s  (%ds)\n' "$name" "$p" "$f" "$([ "$s" -gt 0 ] && echo ", $s skipped")" $((SECONDS - t0))
+  grep '^SKIP ' "$log" | sed 's/^/    /'
   if [ "$f" -ne 0 ]; then grep -E '^(FAIL|!!)' "$log" | sed 's/^/    /'; tail -n 5 "$log" | sed 's/^/    | /'; fi
 }
 
@@ -51,5 +53,5 @@ if [ "$fast" -eq 0 ]; then   # the slow end-to-end group
   fi
 fi
 rm -rf "$logdir"
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
 [ "$failed" -eq 0 ]
