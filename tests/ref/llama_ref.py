@@ -23,9 +23,10 @@ def default_inv_freq(head_dim, theta):
     return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
 
 
-def forward(p, cfg, tokens, targets=None, inv_freq=None, attention_factor=1.0):
+def forward(p, cfg, tokens, targets=None, inv_freq=None, attention_factor=1.0, docs=None):
     """p: dict HF name -> tensor; cfg: dict with vocab, dim, layers, heads, kv_heads, head_dim,
     hidden, tied, eps, theta. tokens, targets: (B, T) long, -1 = ignored target.
+    docs: (B, T) document ids or None; with them a token attends only within its document.
     Returns (logits (B, T, V), loss or None, hidden states list: input of each layer, then the
     last layer's output, then the final norm's output)."""
     B, T = tokens.shape
@@ -38,6 +39,8 @@ def forward(p, cfg, tokens, targets=None, inv_freq=None, attention_factor=1.0):
     emb = torch.cat((ang, ang), dim=-1)
     cos, sin = emb.cos() * attention_factor, emb.sin() * attention_factor
     causal = torch.ones(T, T, dtype=torch.bool).triu(1)
+    if docs is not None:   # (B, 1, T, T): masked where the key is in the future or in another document
+        causal = causal[None, None] | (docs[:, None, :, None] != docs[:, None, None, :])
 
     x = p["model.embed_tokens.weight"][tokens]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)   # angles in float64, applied in the model's dtype
