@@ -3,8 +3,8 @@ cost for SmolLM-135M on clusters.
 
 1. The demo shape (the tiny fixture's shape, T = 8192, global batch 2 sequences) trained by
    `ropex train` for a few steps as 1 rank x 2 threads and as 2 ranks x 1 thread (mpirun,
-   loopback): tokens/s and the time each step spends in MPI_Allreduce, medians over the steps
-   after the first.
+   loopback): tokens/s, the time each step spends in MPI_Allreduce and the time a rank waits for
+   the other before it, medians over the steps after the first.
 2. Ring all-reduce of the fp32 gradients: every rank sends and receives 2 (N - 1) / N x 4 P bytes
    per step; printed for SmolLM-135M at 8 and 64 ranks over 10 and 100 Gb/s links, beside the
    compute time of a step at an assumed per-rank throughput.
@@ -57,8 +57,8 @@ def measure(ropex, data, tmp, ranks, threads, steps=6):
         sys.exit("bench mpi: " + r.stderr[-400:])
     with open(os.path.join(out, "metrics.jsonl")) as f:
         m = [j for j in map(json.loads, f) if "loss" in j][1:]   # the first step warms up
-    return statistics.median(j["tokens_per_s"] for j in m), statistics.median(j.get("allreduce_s", 0) for j in m), \
-        statistics.median(j["step_s"] for j in m)
+    med = lambda key: statistics.median(j.get(key, 0) for j in m)
+    return med("tokens_per_s"), med("allreduce_s"), med("step_s"), med("rank_wait_s")
 
 
 def main():
@@ -67,9 +67,10 @@ def main():
         one = measure(os.path.join(build, "ropex"), data, tmp, 1, 2)
         two = measure(os.path.join(mpi_build, "ropex"), data, tmp, 2, 1)
     print("\ndata parallel, demo shape (tiny, T 8192, 2 sequences per step), this machine:")
-    print(f"{'layout':>22} {'tokens/s':>9} {'step s':>7} {'allreduce ms':>13} {'share':>6}")
-    for name, (tps, red, st) in [("1 rank x 2 threads", one), ("2 ranks x 1 thread", two)]:
-        print(f"{name:>22} {tps:9.0f} {st:7.2f} {red * 1e3:13.1f} {red / st:6.1%}")
+    print(f"{'layout':>22} {'tokens/s':>9} {'step s':>7} {'allreduce ms':>13} {'share':>6} {'rank wait ms':>13}")
+    for name, (tps, red, st, wait) in [("1 rank x 2 threads", one), ("2 ranks x 1 thread", two)]:
+        print(f"{name:>22} {tps:9.0f} {st:7.2f} {red * 1e3:13.1f} {red / st:6.2%} {wait * 1e3:13.1f}")
+    print("(allreduce: the gradient sum alone, after a barrier; rank wait: time at that barrier for the slower rank)")
     print(f"2 ranks / 1 rank tokens/s: {two[0] / one[0]:.2f}")
 
     P = 134515008   # SmolLM-135M parameters

@@ -398,6 +398,11 @@ int cmd_train(int argc, char **argv) {
             model_backward(&m);
             loss_sum += loss;
         }
+        /* the ranks meet first, so that the all-reduce's time is the transfer and not the wait
+         * for the slowest rank (shown apart: an imbalance, not a communication cost) */
+        double t_sync = now_s();
+        dist_barrier();
+        t_sync = now_s() - t_sync;
         double t_reduce = now_s();
         dist_sum_floats(m.grads, m.table.total);   /* gradients summed over the ranks, then scaled below */
         dist_sum_doubles(&loss_sum, 1);
@@ -417,18 +422,18 @@ int cmd_train(int argc, char **argv) {
         char el[32], et[32];
         fmt_time(now_s() - t_start, el, sizeof el);
         fmt_time(eta, et, sizeof et);
-        char red[48] = "";
-        if (world > 1) snprintf(red, sizeof red, "  allreduce %.1f ms", t_reduce * 1e3);
+        char red[80] = "";
+        if (world > 1) snprintf(red, sizeof red, "  allreduce %.1f ms (rank wait %.1f ms)", t_reduce * 1e3, t_sync * 1e3);
         printf("step %lld/%lld  loss %.4f  lr %.3e  grad norm %.3f  %.0f tok/s  data wait %.1f ms%s  elapsed %s  ETA %s%s\n",
                (long long)step + 1, (long long)rc.steps, loss, lr, norm, (double)tokens_per_step / dt, wait * 1e3, red, el,
                et, ok ? "" : "  NON-FINITE: update skipped");
         fflush(stdout);
         fprintf(metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.3f, "
                          "\"data_wait_s\": %.6f, \"step_s\": %.4f, \"tokens\": %lld, \"skipped_update\": %s, "
-                         "\"skipped_documents\": %lld, \"ranks\": %d, \"allreduce_s\": %.6f}\n",
+                         "\"skipped_documents\": %lld, \"ranks\": %d, \"allreduce_s\": %.6f, \"rank_wait_s\": %.6f}\n",
                 (long long)step + 1, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
                 (double)tokens_per_step / dt, wait, dt, (long long)((step + 1) * tokens_per_step), ok ? "false" : "true",
-                (long long)stream_skipped(stream), world, t_reduce);
+                (long long)stream_skipped(stream), world, t_reduce, t_sync);
         fflush(metrics);
         if (bad >= rc.max_bad_steps)
             die("%lld non-finite steps in a row (train.max_bad_steps): stopping; the last good checkpoint is %s/latest",
