@@ -7,7 +7,8 @@ passkeys inside its 2048-token window, and every shipped config validates.
    Hugging Face directory, and greedy decoding retrieves the passkey at 1024 and 2048 tokens at
    every depth (PI's prompt, random keys): at least 80% of the trials of every cell.
 3. `ropex train CONFIG --check` accepts configs/*.ini; the real-checkpoint configs are checked
-   against config.json files with the real SmolLM-135M and TinyLlama-1.1B shapes.
+   against config.json files with the real SmolLM-135M and TinyLlama-1.1B shapes, the demo configs
+   against the fixture's shape while models/tiny-2k is not committed.
 
 usage: test_demo.py BUILD_DIR
 """
@@ -32,6 +33,12 @@ SHAPES = {   # the published config.json values of the two real checkpoints the 
         intermediate_size=5632, rope_theta=10000.0, max_position_embeddings=2048, tie_word_embeddings=False,
         rms_norm_eps=1e-5), "V 32000 C 2048 L 22 NH 32 NKV 4 H 5632"),
 }
+FIXTURE_SHAPE = dict(vocab_size=258, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                     intermediate_size=768, rope_theta=10000.0, max_position_embeddings=2048, tie_word_embeddings=True,
+                     rms_norm_eps=1e-5)   # configs/fixture-2k.ini's model, for the demo configs while it is not committed
+if not os.path.exists(os.path.join(ROOT, "models", "tiny-2k", "config.json")):
+    for _name in ("demo.ini", "demo-yarn.ini"):
+        SHAPES[_name] = ("models/tiny-2k", FIXTURE_SHAPE, "V 258 C 256 L 4 NH 4 NKV 2 H 768")
 
 
 def report(ok, name, detail=""):
