@@ -52,8 +52,9 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             filler(buf, &n, cap, &rng, chars);
             snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
         } else if (c->kind == SYNTH_REPEAT) {
-            /* lines "S|S" of random letters, 16..64 of them: the second half is a pure copy of the
-             * first, the task that teaches a model to copy (induction) in the fewest steps */
+            /* lines "S|S" of 16..64 random letters: only copying the first half (an induction
+             * head: find the earlier occurrence of this letter, take the one after it) predicts
+             * the second */
             while (n < chars && n + 2 * 64 + 3 < cap) {
                 char s[65];
                 int len = 16 + (int)(next(&rng) % 49);

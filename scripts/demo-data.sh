@@ -10,8 +10,8 @@
 #   passkey, kv          synthetic retrieval documents that fit in 2048 tokens (fixture pretraining);
 #                        kv documents are short lists followed by 16 questions (each answer a copy
 #                        from far back), so that the model learns to retrieve early in pretraining
-#   repeat               lines "S|S" of random letters (the second half a copy of the first): the task that
-#                        teaches a model to copy (induction) in the fewest steps; fixture pretraining only
+#   repeat               lines "S|S" of random letters: only copying predicts the second half (pure
+#                        induction practice for the fixture's pretraining)
 #   passkey8k, kv8k      the same kinds up to LONG_CHARS characters (default 8000; the 2048 -> 8192 extension)
 # The tokenizer is data/byte-tokenizer.json (one token per byte) unless TOKENIZER names another
 # (a real checkpoint's tokenizer.json). Usage: [TOKENIZER=FILE] scripts/demo-data.sh [DIR]
