@@ -14,6 +14,14 @@ int fs_exists(const char *path) {
     return stat(path, &sb) == 0;
 }
 
+int fs_mkdir_p(const char *dir) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) { errno = ENAMETOOLONG; return -1; }
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; if (mkdir(tmp, 0777) && errno != EEXIST) return -1; *p = '/'; }
+    return mkdir(tmp, 0777) && errno != EEXIST ? -1 : 0;
+}
+
 RxStatus fs_read_file(const char *path, size_t max, uint8_t **data, size_t *len, RxError *err) {
     *data = NULL;
     *len = 0;

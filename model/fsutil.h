@@ -10,6 +10,8 @@
 #include "model.h"
 
 int fs_exists(const char *path);
+/* mkdir -p: 0, or -1 with errno set. */
+int fs_mkdir_p(const char *dir);
 /* Reads a whole file of at most max bytes into a new buffer (NUL-terminated, len excludes it). */
 RxStatus fs_read_file(const char *path, size_t max, uint8_t **data, size_t *len, RxError *err);
 

@@ -264,7 +264,7 @@ RxStatus hf_export(const char *dir, const Model *m, const FileBlobs *tok, int bf
     double theta;
     RxStatus rs = rope_scaling_json(&c->rope, c->head_dim, &scaling, &theta, err);
     if (rs != RX_OK) return rs;
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+    if (fs_mkdir_p(dir) != 0) {
         cJSON_Delete(scaling);
         return rx_fail(err, RX_ERR_IO, "%s: cannot create the directory (%s)", dir, strerror(errno));
     }

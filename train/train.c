@@ -15,6 +15,7 @@
 #include "../data/data.h"
 #include "../data/util.h"
 #include "../model/ckpt.h"
+#include "../model/fsutil.h"
 #include "../optim/optim.h"
 #include "commands.h"
 #include "config.h"
@@ -90,14 +91,6 @@ static int next_batch(Stream *s, Batch *b, int64_t B, int64_t T, char *err, size
         }
     }
     return 0;
-}
-
-static int mkdir_p(const char *dir) {
-    char tmp[CONFIG_PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') { *p = 0; if (mkdir(tmp, 0777) && errno != EEXIST) return -1; *p = '/'; }
-    return mkdir(tmp, 0777) && errno != EEXIST ? -1 : 0;
 }
 
 /* Held-out loss over the first eval_sequences sequences of the held-out stream. */
@@ -257,7 +250,7 @@ int cmd_train(int argc, char **argv) {
         dist_finalize();
         return 0;
     }
-    if (mkdir_p(rc.out_dir)) die("%s: cannot create the run directory (%s)", rc.out_dir, strerror(errno));
+    if (fs_mkdir_p(rc.out_dir)) die("%s: cannot create the run directory (%s)", rc.out_dir, strerror(errno));
 
     char latest_path[CONFIG_PATH_MAX + 16], metrics_path[CONFIG_PATH_MAX + 16];
     snprintf(latest_path, sizeof latest_path, "%s/latest", rc.out_dir);

@@ -162,11 +162,13 @@ def test_headline(data):
     evals = [json.loads(l) for l in lines if "eval_loss" in l]
     report(ok and len(evals) == 2 and len(lines) == 42, "metrics.jsonl: one valid JSON object per line, steps and evals",
            f"{len(lines)} lines, evals at {[e['step'] for e in evals]}")
-    r = ropex("export", os.path.join(out, "final.h5"), "--to", "hf", os.path.join(TMP, "exported"))
-    cfgj = json.load(open(os.path.join(TMP, "exported", "config.json"))) if r.returncode == 0 else {}
+    exported = os.path.join(TMP, "exports", "run", "final")   # parents created as with mkdir -p
+    r = ropex("export", os.path.join(out, "final.h5"), "--to", "hf", exported)
+    cfgj = json.load(open(os.path.join(exported, "config.json"))) if r.returncode == 0 else {}
     report(r.returncode == 0 and cfgj.get("max_position_embeddings") == 256 and
            cfgj.get("rope_scaling", {}).get("rope_type") == "linear",
-           "the final checkpoint exports to a Hugging Face directory with the run's RoPE", r.stderr.strip()[:200])
+           "the final checkpoint exports to a new nested Hugging Face directory with the run's RoPE",
+           r.stderr.strip()[:200])
 
 
 def test_trajectory(data):
