@@ -1,6 +1,6 @@
 #!/bin/sh
 # make fixture: pretrains the demo's tiny fixture from scratch at 2048 tokens with plain RoPE
-# (configs/fixture-2k.ini, about 30 minutes on 2 cores), checks that it retrieves passkeys inside
+# (configs/fixture-2k.ini, about 30 minutes on 2 cores), evaluates its passkey retrieval inside
 # 2048 tokens, and exports it to models/tiny-2k (bf16 weights, config.json, tokenizer.json) with
 # its training log. Usage: scripts/fixture.sh
 set -eu
