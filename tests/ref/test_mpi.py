@@ -122,6 +122,14 @@ def main():
         report(len(l1) == len(l2) == 20 and dl <= 1e-5 and dw <= 1e-5,
                "mpirun -np 2 (1 thread each) == 1 process with grad_accum 2 over 20 steps, within 1e-5",
                f"max relative loss diff {dl:.2e}, max |weight diff| {dw:.2e}")
+        with open(os.path.join(o2, "metrics.jsonl")) as f:
+            steps = [j for j in map(json.loads, f) if "loss" in j]
+        ok = all(j.get("ranks") == 2 and 0 <= j.get("allreduce_s", -1) < j["step_s"] and
+                 0 <= j.get("rank_wait_s", -1) < j["step_s"] for j in steps)
+        report(ok and len(steps) == 20 and "allreduce" in r2.stdout and "rank wait" in r2.stdout,
+               "each 2-rank step reports its all-reduce time and its wait for the other rank apart",
+               f"median all-reduce {sorted(j['allreduce_s'] for j in steps)[10] * 1e3:.2f} ms, "
+               f"rank wait {sorted(j['rank_wait_s'] for j in steps)[10] * 1e3:.2f} ms" if ok and steps else "missing")
         r = subprocess.run([*MPIRUN, "-np", "2", par, "train", c2, "--fresh", "--set", "train.steps=1", "--set",
                             "train.out_dir=" + os.path.join(TMP, "ws")], capture_output=True, text=True, env=ENV)
         with h5py.File(os.path.join(TMP, "ws", "final.h5"), "r") as f:
