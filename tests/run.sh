@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ropex's tests and prints one closing line "N passed, N failed".
+# Runs ropex's tests and prints one closing line "N passed, N failed" (", N skipped" when some are).
 # usage: tests/run.sh [--fast] BUILD_DIR [MPI_BUILD_DIR]
 # Every test program prints "PASS name" / "FAIL name: why" lines ("SKIP name: why" for a check
 # that cannot run yet, listed and counted apart); a program that exits non-zero

@@ -31,7 +31,7 @@ static const char HELP[] =
     "synth: synthetic retrieval documents as JSON lines, deterministic in --seed: passkey (a 5-digit key\n"
     "  hidden at a random depth in varied filler, asked for at the end) or kv (lines of random\n"
     "  key: value pairs, then the values of --questions Q random keys asked for, default 1) or repeat\n"
-    "  (lines S|S of 16..64 random letters S, which teach copying); lengths\n"
+    "  (lines S|S of 16..64 random letters S: only copying predicts the second half); lengths\n"
     "  --min-chars..--max-chars (default 2000..30000). Feed them to prepare as a domain of their own.\n";
 
 static double parse_frac(const char *flag, const char *s) {
