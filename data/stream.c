@@ -349,6 +349,7 @@ int64_t stream_skipped(const Stream *s) { return s->taken_skipped; }
 double stream_wait_seconds(const Stream *s) { return s->wait_s; }
 uint64_t stream_fingerprint(const Stream *s) { return s->fingerprint; }
 int64_t stream_vocab_size(const Stream *s) { return s->vocab; }
+int32_t stream_bos(const Stream *s) { return s->cfg.add_bos && s->bos >= 0 && s->bos != s->eos ? s->bos : -1; }
 
 #define CURSOR_MAGIC "RPXCURS1"
 

@@ -53,6 +53,7 @@ int64_t stream_skipped(const Stream *s);        /* corrupt documents skipped so 
 double stream_wait_seconds(const Stream *s);    /* time stream_next spent waiting for data */
 uint64_t stream_fingerprint(const Stream *s);
 int64_t stream_vocab_size(const Stream *s);      /* the tokenizer's, from the manifest */
+int32_t stream_bos(const Stream *s);             /* the BOS id it starts documents with; -1: none */
 
 /* The cursor after the last sequence returned, as a small blob (malloc'd). */
 uint8_t *stream_save(const Stream *s, size_t *len);
