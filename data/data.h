@@ -46,9 +46,9 @@ typedef struct {
 /* Adds (or replaces) one domain in out_dir. 0, or -1 with a message naming file/line/field. */
 int data_prepare(const PrepareConfig *cfg, PrepareSummary *sum, char *err, size_t errlen);
 
-typedef enum { SYNTH_PASSKEY, SYNTH_KV, SYNTH_REPEAT } SynthKind;
+typedef enum { SYNTH_PASSKEY, SYNTH_KV, SYNTH_REPEAT, SYNTH_COPY } SynthKind;
 typedef struct {
-    SynthKind kind;        /* passkey hidden in varied filler, key-value lookup, or repeated strings */
+    SynthKind kind;        /* passkey hidden in varied filler, key-value lookup, repeated strings, or one copy line */
     int64_t docs;
     int64_t min_chars, max_chars;   /* document length range, in characters */
     int64_t questions;     /* kv: questions at the end (1: one lookup per document) */

@@ -51,6 +51,18 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             n += (size_t)snprintf(buf + n, cap - n, " The pass key is %05d. Remember it. %05d is the pass key.", key, key);
             filler(buf, &n, cap, &rng, chars);
             snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
+        } else if (c->kind == SYNTH_COPY) {
+            /* one line "S|S" of 8..26 distinct letters: each letter occurs once in S, so the
+             * earlier occurrence of the current letter says exactly which comes next (the
+             * cleanest induction task; --min-chars/--max-chars do not apply) */
+            char s[27] = "abcdefghijklmnopqrstuvwxyz";
+            int len = 8 + (int)(next(&rng) % 19);
+            for (int i = 0; i < len; i++) {   /* the first len of a Fisher-Yates shuffle */
+                int j = i + (int)(next(&rng) % (uint64_t)(26 - i));
+                char t = s[i]; s[i] = s[j]; s[j] = t;
+            }
+            s[len] = 0;
+            n += (size_t)snprintf(buf + n, cap - n, "%s|%s", s, s);
         } else if (c->kind == SYNTH_REPEAT) {
             /* lines "S|S" of 16..64 random letters: only copying the first half (an induction
              * head: find the earlier occurrence of this letter, take the one after it) predicts

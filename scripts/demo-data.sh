@@ -10,8 +10,9 @@
 #   passkey, kv          synthetic retrieval documents that fit in 2048 tokens (fixture pretraining);
 #                        kv documents are short lists followed by 16 questions (each answer a copy
 #                        from far back), so that the model learns to retrieve early in pretraining
-#   repeat               lines "S|S" of random letters: only copying predicts the second half (pure
-#                        induction practice for the fixture's pretraining)
+#   repeat               lines "S|S" of random letters: only copying predicts the second half
+#   copy                 one line "S|S" a document, S distinct letters: the unambiguous copy task on
+#                        which the fixture first learns to copy (an induction head)
 #   passkey8k, kv8k      the same kinds up to LONG_CHARS characters (default 8000; the 2048 -> 8192 extension)
 # The tokenizer is data/byte-tokenizer.json (one token per byte) unless TOKENIZER names another
 # (a real checkpoint's tokenizer.json). Usage: [TOKENIZER=FILE] scripts/demo-data.sh [DIR]
@@ -52,7 +53,8 @@ prep --domain code "$STAGE/code" --aggregate --min-tokens 512 --heldout 0.04
 "$ROPEX" data synth passkey --docs 8000 --min-chars 300 --max-chars 1900 --seed 1 --out "$STAGE/passkey.jsonl"
 "$ROPEX" data synth kv --docs 6000 --min-chars 200 --max-chars 900 --questions 16 --seed 2 --out "$STAGE/kv.jsonl"
 "$ROPEX" data synth repeat --docs 6000 --min-chars 300 --max-chars 1900 --seed 5 --out "$STAGE/repeat.jsonl"
+"$ROPEX" data synth copy --docs 60000 --seed 6 --out "$STAGE/copy.jsonl"
 "$ROPEX" data synth passkey --docs 3000 --min-chars 2000 --max-chars "$LONG_CHARS" --seed 3 --out "$STAGE/passkey8k.jsonl"
 "$ROPEX" data synth kv --docs 1000 --min-chars 2000 --max-chars "$LONG_CHARS" --questions 8 --seed 4 --out "$STAGE/kv8k.jsonl"
-for d in passkey kv repeat passkey8k kv8k; do prep --domain $d "$STAGE/$d.jsonl" --heldout 0.01; done
+for d in passkey kv repeat copy passkey8k kv8k; do prep --domain $d "$STAGE/$d.jsonl" --heldout 0.01; done
 "$ROPEX" data inspect "$OUT"

@@ -12,7 +12,7 @@ static const char HELP[] =
     "usage: ropex data prepare --tokenizer tokenizer.json --domain NAME INPUT... --out DIR [options]\n"
     "       ropex data inspect DIR\n"
     "       ropex data tokenize --tokenizer tokenizer.json [FILE|-] [--decode]\n"
-    "       ropex data synth passkey|kv|repeat --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
+    "       ropex data synth passkey|kv|repeat|copy --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
     "                                   [--questions Q]\n"
     "\n"
     "prepare: tokenizes documents into zstd shards of one domain of DIR (adds it to manifest.json,\n"
@@ -32,7 +32,9 @@ static const char HELP[] =
     "  hidden at a random depth in varied filler, asked for at the end) or kv (lines of random\n"
     "  key: value pairs, then the values of --questions Q random keys asked for, default 1) or repeat\n"
     "  (lines S|S of 16..64 random letters S: only copying predicts the second half); lengths\n"
-    "  --min-chars..--max-chars (default 2000..30000). Feed them to prepare as a domain of their own.\n";
+    "  --min-chars..--max-chars (default 2000..30000). copy: one line S|S per document, S 8..26\n"
+    "  distinct letters (each letter once, so the copy is unambiguous; lengths do not apply).\n"
+    "  Feed them to prepare as a domain of their own.\n";
 
 static double parse_frac(const char *flag, const char *s) {
     char *end;
@@ -183,9 +185,11 @@ static int data_tokenize(int argc, char **argv) {
 
 static int data_synth_cmd(int argc, char **argv) {
     SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1, .questions = 1};
-    if (argc < 1 || (strcmp(argv[0], "passkey") && strcmp(argv[0], "kv") && strcmp(argv[0], "repeat")))
-        die("data synth: expected passkey, kv or repeat first (see ropex data --help)");
-    c.kind = !strcmp(argv[0], "kv") ? SYNTH_KV : !strcmp(argv[0], "repeat") ? SYNTH_REPEAT : SYNTH_PASSKEY;
+    if (argc < 1 || (strcmp(argv[0], "passkey") && strcmp(argv[0], "kv") && strcmp(argv[0], "repeat") &&
+                      strcmp(argv[0], "copy")))
+        die("data synth: expected passkey, kv, repeat or copy first (see ropex data --help)");
+    c.kind = !strcmp(argv[0], "kv") ? SYNTH_KV : !strcmp(argv[0], "repeat") ? SYNTH_REPEAT
+           : !strcmp(argv[0], "copy") ? SYNTH_COPY : SYNTH_PASSKEY;
     for (int i = 1; i < argc; i++) {
         int more = i + 1 < argc;
         if (!strcmp(argv[i], "--docs") && more) c.docs = parse_positive(argv[i], argv[i + 1]), i++;

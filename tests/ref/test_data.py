@@ -334,6 +334,16 @@ def test_synth(tok):
             lines += 1
     report(ok and lines > 40, "data synth repeat: deterministic, every line S|S with 16..64 random letters",
            f"{lines} lines")
+    cp = [os.path.join(TMP, f"copy{i}.jsonl") for i in range(2)]
+    for f in cp:
+        ropex("data", "synth", "copy", "--docs", "200", "--seed", "6", "--out", f)
+    ok, n = open(cp[0]).read() == open(cp[1]).read(), 0
+    for line in open(cp[0]):
+        m = re.fullmatch(r"([a-z]{8,26})\|\1", json.loads(line)["text"])
+        ok &= bool(m) and len(set(m.group(1))) == len(m.group(1))
+        n += 1
+    report(ok and n == 200, "data synth copy: deterministic, one line S|S per document, S 8..26 distinct letters",
+           f"{n} documents")
     r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, rep[0], "--out",
               os.path.join(TMP, "synthdata"))
     report(r.returncode == 0 and "training" in r.stdout, "prepare accepts the synthetic JSON lines", r.stderr.strip()[:200])
