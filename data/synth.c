@@ -52,13 +52,14 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             filler(buf, &n, cap, &rng, chars);
             snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
         } else if (c->kind == SYNTH_COPY) {
-            /* one line "S|S" of 8..26 distinct letters: each letter occurs once in S, so the
-             * earlier occurrence of the current letter says exactly which comes next (the
-             * cleanest induction task; --min-chars/--max-chars do not apply) */
-            char s[27] = "abcdefghijklmnopqrstuvwxyz";
-            int len = 8 + (int)(next(&rng) % 19);
+            /* one line "S|S" of 8..30 distinct symbols (letters and digits): each occurs once
+             * in S, so the earlier occurrence of the current symbol says exactly which comes
+             * next (the cleanest induction task; digits in it so that the copy also covers
+             * passkeys; --min-chars/--max-chars do not apply) */
+            char s[63] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            int len = 8 + (int)(next(&rng) % 23);
             for (int i = 0; i < len; i++) {   /* the first len of a Fisher-Yates shuffle */
-                int j = i + (int)(next(&rng) % (uint64_t)(26 - i));
+                int j = i + (int)(next(&rng) % (uint64_t)(62 - i));
                 char t = s[i]; s[i] = s[j]; s[j] = t;
             }
             s[len] = 0;

@@ -11,7 +11,7 @@
 #                        kv documents are short lists followed by 16 questions (each answer a copy
 #                        from far back), so that the model learns to retrieve early in pretraining
 #   repeat               lines "S|S" of random letters: only copying predicts the second half
-#   copy                 one line "S|S" a document, S distinct letters: the unambiguous copy task on
+#   copy                 one line "S|S" a document, S distinct letters and digits: the unambiguous copy task on
 #                        which the fixture first learns to copy (an induction head)
 #   passkey8k, kv8k      the same kinds up to LONG_CHARS characters (default 8000; the 2048 -> 8192 extension)
 # The tokenizer is data/byte-tokenizer.json (one token per byte) unless TOKENIZER names another

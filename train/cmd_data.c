@@ -32,8 +32,8 @@ static const char HELP[] =
     "  hidden at a random depth in varied filler, asked for at the end) or kv (lines of random\n"
     "  key: value pairs, then the values of --questions Q random keys asked for, default 1) or repeat\n"
     "  (lines S|S of 16..64 random letters S: only copying predicts the second half); lengths\n"
-    "  --min-chars..--max-chars (default 2000..30000). copy: one line S|S per document, S 8..26\n"
-    "  distinct letters (each letter once, so the copy is unambiguous; lengths do not apply).\n"
+    "  --min-chars..--max-chars (default 2000..30000). copy: one line S|S per document, S 8..30\n"
+    "  distinct letters and digits (each once, so the copy is unambiguous; lengths do not apply).\n"
     "  Feed them to prepare as a domain of their own.\n";
 
 static double parse_frac(const char *flag, const char *s) {

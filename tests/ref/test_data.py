@@ -339,10 +339,10 @@ def test_synth(tok):
         ropex("data", "synth", "copy", "--docs", "200", "--seed", "6", "--out", f)
     ok, n = open(cp[0]).read() == open(cp[1]).read(), 0
     for line in open(cp[0]):
-        m = re.fullmatch(r"([a-z]{8,26})\|\1", json.loads(line)["text"])
+        m = re.fullmatch(r"([A-Za-z0-9]{8,30})\|\1", json.loads(line)["text"])
         ok &= bool(m) and len(set(m.group(1))) == len(m.group(1))
         n += 1
-    report(ok and n == 200, "data synth copy: deterministic, one line S|S per document, S 8..26 distinct letters",
+    report(ok and n == 200, "data synth copy: deterministic, one line S|S per document, S 8..30 distinct letters and digits",
            f"{n} documents")
     r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, rep[0], "--out",
               os.path.join(TMP, "synthdata"))

@@ -1,7 +1,7 @@
 """The demo's pieces (issue 8): the corpus builds reproducibly, the committed fixture retrieves
 passkeys inside its 2048-token window, and every shipped config validates.
 
-1. scripts/demo-data.sh twice into two directories: byte-identical manifests and shards, the seven
+1. scripts/demo-data.sh twice into two directories: byte-identical manifests and shards, the eight
    domains, and held-out prose and code documents longer than 8192 tokens for the evaluation.
 2. models/tiny-2k (committed, pretrained by `ropex train` with configs/fixture-2k.ini) loads as a
    Hugging Face directory, and greedy decoding retrieves the passkey at 1024 and 2048 tokens at
@@ -65,8 +65,8 @@ def main():
                 filecmp.cmp(os.path.join(outs[0], n), os.path.join(outs[1], n), shallow=False) for n in names)
             with open(os.path.join(outs[0], "manifest.json")) as f:
                 doms = sorted(d["name"] for d in json.load(f)["domains"])
-            report(same and doms == sorted(["prose", "code", "passkey", "kv", "repeat", "passkey8k", "kv8k"]),
-                   "scripts/demo-data.sh twice: byte-identical shards and manifest, seven domains",
+            report(same and doms == sorted(["prose", "code", "passkey", "kv", "repeat", "copy", "passkey8k", "kv8k"]),
+                   "scripts/demo-data.sh twice: byte-identical shards and manifest, eight domains",
                    f"{len(names)} files, domains {', '.join(doms)}")
             long_docs, dom, held = {}, None, False   # from `ropex data inspect`'s length histograms
             for line in rcs[0].stdout.splitlines():
