@@ -49,8 +49,13 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             size_t before = (size_t)(depth * (double)chars);
             filler(buf, &n, cap, &rng, before);
             n += (size_t)snprintf(buf + n, cap - n, " The pass key is %05d. Remember it. %05d is the pass key.", key, key);
-            filler(buf, &n, cap, &rng, chars);
-            snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
+            /* the rest of the filler in `questions` parts, each followed by the question and
+             * its answer (one question: the evaluation's layout) */
+            size_t rest = chars > n ? chars - n : 0;
+            for (int64_t q = 0; q < c->questions && n + 128 < cap; q++) {
+                filler(buf, &n, cap, &rng, n + rest / (size_t)c->questions);
+                n += (size_t)snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
+            }
         } else if (c->kind == SYNTH_COPY) {
             /* one line "S|S" of 8..30 distinct symbols (letters and digits): each occurs once
              * in S, so the earlier occurrence of the current symbol says exactly which comes

@@ -298,6 +298,17 @@ def test_synth(tok):
     ok &= min(depths) < 0.2 and max(depths) > 0.7   # keys at many depths
     report(ok, "data synth passkey: deterministic in the seed, the key twice then asked for, depths spread",
            f"depths {min(depths):.2f}..{max(depths):.2f}")
+    pq = os.path.join(TMP, "pkq.jsonl")
+    ropex("data", "synth", "passkey", "--docs", "30", "--min-chars", "500", "--max-chars", "3000", "--questions", "4",
+          "--seed", "3", "--out", pq)
+    ok, n = True, 0
+    for line in open(pq):
+        t = json.loads(line)["text"]
+        key = re.search(r"The pass key is (\d{5})\. Remember it\.", t).group(1)
+        answers = re.findall(r"What is the pass key\? The pass key is (\d{5})\.", t)
+        ok &= answers == [key] * 4 and t.endswith(f"The pass key is {key}.")
+        n += 1
+    report(ok and n == 30, "data synth passkey --questions 4: the key asked for four times through the filler, each answered")
     kv = os.path.join(TMP, "kv.jsonl")
     ropex("data", "synth", "kv", "--docs", "30", "--min-chars", "300", "--max-chars", "900", "--out", kv)
     ok = True
