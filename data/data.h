@@ -51,7 +51,7 @@ typedef struct {
     SynthKind kind;        /* passkey hidden in varied filler, key-value lookup, repeated strings, or one copy line */
     int64_t docs;
     int64_t min_chars, max_chars;   /* document length range, in characters */
-    int64_t questions;     /* kv: questions at the end (1: one lookup per document) */
+    int64_t questions;     /* kv: questions at the end; passkey: times the key is asked (1: once, at the end) */
     uint64_t seed;
     const char *out;       /* JSON lines ({"text": ...}) for data_prepare */
 } SynthConfig;

@@ -80,15 +80,16 @@ static StreamConfig stream_config(const RunConfig *rc, int heldout) {
  * the next document is ignored (-1) unless it is that document's BOS: after EOS comes BOS, a
  * certainty the model learns like any other token. Ignoring it too left BOS a class that is never
  * a target, which (tied embeddings, BOS the attention sink of every document) kept a 2-layer model
- * from learning to copy at all: an induction task learnt by step 450 with the BOS target, not in
- * 600 steps without it (ropex and PyTorch alike, three seeds each; README "The demo"). */
+ * from learning to copy at all: a copy task stayed at chance for 600 steps without the BOS target
+ * (ropex, two seeds; PyTorch under the same rule) and was learnt by step 300 with it (README,
+ * "Train"; tests/ref/test_train.py's induction check). */
 typedef struct { int32_t *seq, *docs_seq, *inp, *tgt, *docs; } Batch;
 
 static int next_batch(Stream *s, Batch *b, int64_t B, int64_t T, char *err, size_t errlen) {
+    const int32_t bos = stream_bos(s);
     for (int64_t r = 0; r < B; r++) {
         int32_t *seq = b->seq + r * (T + 1), *ds = b->docs_seq + r * (T + 1);
         if (stream_next(s, seq, ds, NULL, err, errlen)) return -1;
-        const int32_t bos = stream_bos(s);
         for (int64_t t = 0; t < T; t++) {
             b->inp[r * T + t] = seq[t];
             b->tgt[r * T + t] = ds[t + 1] == ds[t] || seq[t + 1] == bos ? seq[t + 1] : -1;
