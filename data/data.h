@@ -46,12 +46,13 @@ typedef struct {
 /* Adds (or replaces) one domain in out_dir. 0, or -1 with a message naming file/line/field. */
 int data_prepare(const PrepareConfig *cfg, PrepareSummary *sum, char *err, size_t errlen);
 
-typedef enum { SYNTH_PASSKEY, SYNTH_KV, SYNTH_REPEAT, SYNTH_COPY } SynthKind;
+typedef enum { SYNTH_PASSKEY, SYNTH_KV, SYNTH_REPEAT, SYNTH_COPY, SYNTH_RECALL } SynthKind;
 typedef struct {
     SynthKind kind;        /* passkey hidden in varied filler, key-value lookup, repeated strings, or one copy line */
     int64_t docs;
     int64_t min_chars, max_chars;   /* document length range, in characters */
     int64_t questions;     /* kv: questions at the end; passkey: times the key is asked (1: once, at the end) */
+    int min_pairs, max_pairs; /* recall: pairs a document, 2 <= min <= max <= 52 (skewed towards min) */
     uint64_t seed;
     const char *out;       /* JSON lines ({"text": ...}) for data_prepare */
 } SynthConfig;

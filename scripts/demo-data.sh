@@ -13,7 +13,14 @@
 #   repeat               lines "S|S" of random letters: only copying predicts the second half
 #   copy                 one line "S|S" a document, S distinct letters and digits: the unambiguous copy task on
 #                        which the fixture first learns to copy (an induction head)
-#   passkey8k, kv8k      the same kinds up to LONG_CHARS characters (default 8000; the 2048 -> 8192 extension)
+#   recall, recall2k     2..52 pairs "k7" of distinct letter keys and digit values, filler, then every
+#                        pair again in a new order: dense practice in finding a token's earlier
+#                        occurrence and copying what follows it (the induction that passkey retrieval
+#                        needs; the copy task's S|S lines can be solved by position instead); recall
+#                        documents are 2..4 pairs (mostly two) with at most a little filler (up to 40 characters),
+#                        recall2k 2..52 pairs (mostly few) in up to 2000
+#   passkeyq             passkey documents with the key asked four times through the filler
+#   passkey8k, kv8k, recall8k   the same kinds up to LONG_CHARS characters (default 8000; the 2048 -> 8192 extension)
 # The tokenizer is data/byte-tokenizer.json (one token per byte) unless TOKENIZER names another
 # (a real checkpoint's tokenizer.json). Usage: [TOKENIZER=FILE] scripts/demo-data.sh [DIR]
 set -eu
@@ -56,5 +63,9 @@ prep --domain code "$STAGE/code" --aggregate --min-tokens 512 --heldout 0.04
 "$ROPEX" data synth copy --docs 60000 --seed 6 --out "$STAGE/copy.jsonl"
 "$ROPEX" data synth passkey --docs 3000 --min-chars 2000 --max-chars "$LONG_CHARS" --seed 3 --out "$STAGE/passkey8k.jsonl"
 "$ROPEX" data synth kv --docs 1000 --min-chars 2000 --max-chars "$LONG_CHARS" --questions 8 --seed 4 --out "$STAGE/kv8k.jsonl"
-for d in passkey kv repeat copy passkey8k kv8k; do prep --domain $d "$STAGE/$d.jsonl" --heldout 0.01; done
+"$ROPEX" data synth recall --docs 40000 --min-chars 100 --max-chars 2000 --seed 11 --out "$STAGE/recall2k.jsonl"
+"$ROPEX" data synth passkey --docs 20000 --min-chars 200 --max-chars 2000 --questions 4 --seed 12 --out "$STAGE/passkeyq.jsonl"
+"$ROPEX" data synth recall --docs 250000 --pairs 2..4 --min-chars 1 --max-chars 40 --seed 14 --out "$STAGE/recall.jsonl"
+"$ROPEX" data synth recall --docs 3000 --min-chars 2000 --max-chars "$LONG_CHARS" --seed 13 --out "$STAGE/recall8k.jsonl"
+for d in passkey kv repeat copy passkey8k kv8k recall2k passkeyq recall recall8k; do prep --domain $d "$STAGE/$d.jsonl" --heldout 0.01; done
 "$ROPEX" data inspect "$OUT"

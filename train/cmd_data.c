@@ -12,8 +12,8 @@ static const char HELP[] =
     "usage: ropex data prepare --tokenizer tokenizer.json --domain NAME INPUT... --out DIR [options]\n"
     "       ropex data inspect DIR\n"
     "       ropex data tokenize --tokenizer tokenizer.json [FILE|-] [--decode]\n"
-    "       ropex data synth passkey|kv|repeat|copy --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
-    "                                   [--questions Q]\n"
+    "       ropex data synth passkey|kv|repeat|copy|recall --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
+    "                                   [--questions Q] [--pairs A..B]\n"
     "\n"
     "prepare: tokenizes documents into zstd shards of one domain of DIR (adds it to manifest.json,\n"
     "  replacing a domain of the same name). INPUT: a .jsonl file (one document per line, \"text\"),\n"
@@ -35,6 +35,9 @@ static const char HELP[] =
     "  (lines S|S of 16..64 random letters S: only copying predicts the second half); lengths\n"
     "  --min-chars..--max-chars (default 2000..30000). copy: one line S|S per document, S 8..30\n"
     "  distinct letters and digits (each once, so the copy is unambiguous; lengths do not apply).\n"
+    "  recall: --pairs A..B (default 2..52, mostly few) pairs of a distinct letter and a digit\n"
+    "  (\"k7 q2 ...\"), some filler,\n"
+    "  then every pair again in a new order (each digit found only by matching its key).\n"
     "  Feed them to prepare as a domain of their own.\n";
 
 static double parse_frac(const char *flag, const char *s) {
@@ -185,12 +188,12 @@ static int data_tokenize(int argc, char **argv) {
 }
 
 static int data_synth_cmd(int argc, char **argv) {
-    SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1, .questions = 1};
+    SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1, .questions = 1, .min_pairs = 2, .max_pairs = 52};
     if (argc < 1 || (strcmp(argv[0], "passkey") && strcmp(argv[0], "kv") && strcmp(argv[0], "repeat") &&
-                      strcmp(argv[0], "copy")))
-        die("data synth: expected passkey, kv, repeat or copy first (see ropex data --help)");
+                      strcmp(argv[0], "copy") && strcmp(argv[0], "recall")))
+        die("data synth: expected passkey, kv, repeat, copy or recall first (see ropex data --help)");
     c.kind = !strcmp(argv[0], "kv") ? SYNTH_KV : !strcmp(argv[0], "repeat") ? SYNTH_REPEAT
-           : !strcmp(argv[0], "copy") ? SYNTH_COPY : SYNTH_PASSKEY;
+           : !strcmp(argv[0], "copy") ? SYNTH_COPY : !strcmp(argv[0], "recall") ? SYNTH_RECALL : SYNTH_PASSKEY;
     for (int i = 1; i < argc; i++) {
         int more = i + 1 < argc;
         if (!strcmp(argv[i], "--docs") && more) c.docs = parse_positive(argv[i], argv[i + 1]), i++;
@@ -198,6 +201,13 @@ static int data_synth_cmd(int argc, char **argv) {
         else if (!strcmp(argv[i], "--max-chars") && more) c.max_chars = parse_positive(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--seed") && more) c.seed = (uint64_t)parse_positive(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--questions") && more) c.questions = parse_positive(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--pairs") && more) {
+            char *end;
+            long a = strtol(argv[i + 1], &end, 10), b = a;
+            if (end != argv[i + 1] && !strncmp(end, "..", 2)) b = strtol(end + 2, &end, 10);
+            if (*end || a < 2 || b < a || b > 52) die("--pairs expects A..B with 2 <= A <= B <= 52, got '%s'", argv[i + 1]);
+            c.min_pairs = (int)a, c.max_pairs = (int)b, i++;
+        }
         else if (!strcmp(argv[i], "--out") && more) c.out = argv[++i];
         else die("data synth: unknown or incomplete option '%s'", argv[i]);
     }

@@ -12,6 +12,7 @@
 
 usage: test_data.py BUILD_DIR
 """
+import itertools
 import json
 import os
 import random
@@ -355,6 +356,25 @@ def test_synth(tok):
         n += 1
     report(ok and n == 200, "data synth copy: deterministic, one line S|S per document, S 8..30 distinct letters and digits",
            f"{n} documents")
+    rc = [os.path.join(TMP, f"recall{i}.jsonl") for i in range(2)]
+    for f in rc:
+        ropex("data", "synth", "recall", "--docs", "200", "--min-chars", "100", "--max-chars", "1500", "--seed", "11",
+              "--out", f)
+    ok, n, few, stuck = open(rc[0]).read() == open(rc[1]).read(), 0, 0, 0
+    for line in open(rc[0]):
+        t = json.loads(line)["text"]
+        first, last = t.split("\n")[0], t.split("\n")[-1]
+        pairs, asked = list(itertools.takewhile(lambda w: re.fullmatch(r"[A-Za-z][0-9]", w), first.split(" "))), last.split(" ")
+        keys = [p[0] for p in pairs]
+        ok &= 2 <= len(pairs) <= 52 and len(set(keys)) == len(keys)       # distinct keys
+        ok &= sorted(asked) == sorted(pairs)                               # every pair asked, values kept
+        ok &= t.count("\n") == 1 and len(t) <= 1500 + 64
+        few += len(pairs) <= 4
+        stuck += len(pairs) >= 8 and asked == pairs                        # a long list asked in its own order
+        n += 1
+    report(ok and n == 200 and stuck == 0 and 110 <= few <= 170,
+           "data synth recall: deterministic, 2..52 distinct letter keys with digits (mostly few), every pair asked again "
+           "in a new order", f"{n} documents, {few} with at most 4 pairs")
     r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, rep[0], "--out",
               os.path.join(TMP, "synthdata"))
     report(r.returncode == 0 and "training" in r.stdout, "prepare accepts the synthetic JSON lines", r.stderr.strip()[:200])

@@ -1,7 +1,7 @@
 """The demo's pieces (issue 8): the corpus builds reproducibly, the committed fixture retrieves
 passkeys inside its 2048-token window, and every shipped config validates.
 
-1. scripts/demo-data.sh twice into two directories: byte-identical manifests and shards, the eight
+1. scripts/demo-data.sh twice into two directories: byte-identical manifests and shards, the twelve
    domains, and held-out prose and code documents longer than 8192 tokens for the evaluation.
 2. models/tiny-2k (committed, pretrained by `ropex train` with configs/fixture-2k.ini) loads as a
    Hugging Face directory, and greedy decoding retrieves the passkey at 1024 and 2048 tokens at
@@ -38,6 +38,8 @@ FIXTURE_SHAPE = dict(vocab_size=258, hidden_size=256, num_hidden_layers=4, num_a
                      rms_norm_eps=1e-5)   # configs/fixture-2k.ini's model, for the demo configs while it is not committed
 FIXTURE = os.path.join(ROOT, "models", "tiny-2k")
 HAVE_FIXTURE = os.path.exists(os.path.join(FIXTURE, "config.json"))   # not committed yet: README, "The demo"
+# stage 2 of the fixture starts from stage 1's weights (runs/, not committed): checked against the shape
+SHAPES["fixture-2k.ini"] = ("runs/fixture-2k-stage1/final.h5", FIXTURE_SHAPE, "V 258 C 256 L 4 NH 4 NKV 2 H 768")
 if not HAVE_FIXTURE:
     for _name in ("demo.ini", "demo-yarn.ini"):
         SHAPES[_name] = ("models/tiny-2k", FIXTURE_SHAPE, "V 258 C 256 L 4 NH 4 NKV 2 H 768")
@@ -65,8 +67,9 @@ def main():
                 filecmp.cmp(os.path.join(outs[0], n), os.path.join(outs[1], n), shallow=False) for n in names)
             with open(os.path.join(outs[0], "manifest.json")) as f:
                 doms = sorted(d["name"] for d in json.load(f)["domains"])
-            report(same and doms == sorted(["prose", "code", "passkey", "kv", "repeat", "copy", "passkey8k", "kv8k"]),
-                   "scripts/demo-data.sh twice: byte-identical shards and manifest, eight domains",
+            report(same and doms == sorted(["prose", "code", "passkey", "kv", "repeat", "copy", "recall", "recall2k",
+                                                   "passkeyq", "passkey8k", "kv8k", "recall8k"]),
+                   "scripts/demo-data.sh twice: byte-identical shards and manifest, twelve domains",
                    f"{len(names)} files, domains {', '.join(doms)}")
             long_docs, dom, held = {}, None, False   # from `ropex data inspect`'s length histograms
             for line in rcs[0].stdout.splitlines():

@@ -301,6 +301,84 @@ def test_induction():
            f"second-half loss {loss:.3f} nats/token (copying: < 1.0; none: about 3)")
 
 
+RECALL = """[model]
+preset = tiny
+vocab_size = 258
+hidden_size = 128
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 4
+intermediate_size = 512
+init_seed = 1
+[rope]
+rope_type = default
+max_position_embeddings = 2048
+[data]
+dir = {data}
+seq_len = 512
+doc_mask = true
+[optim]
+lr = 2e-3
+warmup_steps = 50
+warmup_start = 0.01
+schedule = constant
+betas = 0.9 0.95
+weight_decay = 0.1
+grad_clip = 1.0
+[train]
+steps = 300
+micro_batch = 4
+out_dir = {out}
+save_every = 1000
+eval_every = 1000
+seed = 1
+threads = 2
+"""
+
+
+def test_recall():
+    """Content-based induction, end to end: associative recall lists of two pairs ("k7 Q2" then
+    the pairs again in a new order; `ropex data synth recall --pairs 2..2`), where only matching
+    the key to its earlier occurrence gives the digit after it (no position does: the order
+    changes). A 2-layer model trained by ropex, 2,048 packed tokens a step, must give the asked
+    digits a mean log-probability above -1.2 by step 300 on fresh lists (none: ln 1/10 = -2.30;
+    measured: -0.55 at step 300; mixed with longer lists the same model stays at -2.30)."""
+    src = os.path.join(TMP, "recall.jsonl")
+    ropex("data", "synth", "recall", "--docs", "40000", "--pairs", "2..2", "--min-chars", "1", "--max-chars", "1",
+          "--seed", "21", "--out", src)
+    data = os.path.join(TMP, "recalldata")
+    tok = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "byte-tokenizer.json")
+    r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "recall", src, "--out", data, "--no-dedup")
+    if r.returncode != 0:
+        report(False, "a 2-layer model learns associative recall (content induction)", r.stderr.strip()[:200])
+        return
+    out, cfg = os.path.join(TMP, "recallrun"), os.path.join(TMP, "recall.ini")
+    with open(cfg, "w") as f:
+        f.write(RECALL.format(data=data, out=out))
+    r = ropex("train", cfg)
+    probe = os.path.join(TMP, "recallprobe.jsonl")
+    ropex("data", "synth", "recall", "--docs", "40", "--pairs", "2..2", "--min-chars", "1", "--max-chars", "1",
+          "--seed", "999", "--out", probe)
+    vals = []
+    for line in open(probe):
+        t = json.loads(line)["text"].encode()
+        ids = [256] + list(t)
+        p = os.path.join(TMP, "recallprobe.json")
+        with open(p, "w") as f:
+            json.dump(ids, f)
+        e = ropex("eval", os.path.join(out, "final.h5"), "--tokens", p)
+        if e.returncode != 0:
+            report(False, "a 2-layer model learns associative recall (content induction)",
+                   (r.stderr + e.stderr).strip()[-300:])
+            return
+        lp = json.loads(e.stdout)   # lp[i] = log p(ids[i] | ids[:i]); ids[i] = t[i - 1]
+        q = t.index(b"\n")
+        vals += [lp[i + 1] for i in range(q + 2, len(t), 3)]   # after "\n": key, digit, space, ...
+    mean = sum(vals) / len(vals)
+    report(len(vals) == 80 and mean > -1.2, "a 2-layer model learns associative recall (content induction) in 300 steps",
+           f"asked digits: mean log p {mean:.3f} over {len(vals)} (none: -2.30)")
+
+
 def test_nan_guard(data, final):
     """A checkpoint with a NaN weight: every step's loss is non-finite, each update is skipped and
     logged, and max_bad_steps in a row stop the run with an error."""
@@ -389,6 +467,7 @@ def main():
         test_headline(data)
         test_trajectory(data)
         test_induction()
+        test_recall()
         test_nan_guard(data, os.path.join(TMP, "straight", "final.h5"))
         test_signals(data)
         test_config_errors(data)
