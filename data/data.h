@@ -53,6 +53,7 @@ typedef struct {
     int64_t min_chars, max_chars;   /* document length range, in characters */
     int64_t questions;     /* kv: questions at the end; passkey: times the key is asked (1: once, at the end) */
     int min_pairs, max_pairs; /* recall: pairs a document, 2 <= min <= max <= 52 (skewed towards min) */
+    int mixed;                /* recall: keys and values drawn from letters and digits (default: letter keys, digit values) */
     uint64_t seed;
     const char *out;       /* JSON lines ({"text": ...}) for data_prepare */
 } SynthConfig;

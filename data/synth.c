@@ -78,7 +78,11 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
              * content matching answers (find this key's earlier occurrence, take the digit after
              * it): the order changes, so no offset does, and every answer is one dense example
              * of the induction that passkey retrieval needs */
-            char keys[53] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+            static const char SYMBOLS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            char keys[63];
+            memcpy(keys, SYMBOLS, sizeof keys);
+            const char *vals = c->mixed ? SYMBOLS : SYMBOLS + 52;   /* all 62, or the digits */
+            int nkeys = c->mixed ? 62 : 52, nvals = c->mixed ? 62 : 10;
             char val[52];
             /* min..max pairs (default 2..52), most of them few (min + (max - min) u^8: with 2..52,
              * 61% two and 70% four or fewer): few pairs in short documents are what teaches the
@@ -88,9 +92,9 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             double u = (double)(next(&rng) >> 11) * 0x1.0p-53, u2 = u * u, u4 = u2 * u2;
             int pairs = c->min_pairs + (int)((double)(c->max_pairs - c->min_pairs) * u4 * u4);
             for (int i = 0; i < pairs; i++) {
-                int j = i + (int)(next(&rng) % (uint64_t)(52 - i));
+                int j = i + (int)(next(&rng) % (uint64_t)(nkeys - i));
                 char t = keys[i]; keys[i] = keys[j]; keys[j] = t;
-                val[i] = (char)('0' + next(&rng) % 10);
+                val[i] = vals[next(&rng) % (uint64_t)nvals];
                 n += (size_t)snprintf(buf + n, cap - n, "%s%c%c", i ? " " : "", keys[i], val[i]);
             }
             /* filler until the document reaches w^2 of the drawn length, less the pairs (often none) */

@@ -13,7 +13,7 @@ static const char HELP[] =
     "       ropex data inspect DIR\n"
     "       ropex data tokenize --tokenizer tokenizer.json [FILE|-] [--decode]\n"
     "       ropex data synth passkey|kv|repeat|copy|recall --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
-    "                                   [--questions Q] [--pairs A..B]\n"
+    "                                   [--questions Q] [--pairs A..B] [--mixed]\n"
     "\n"
     "prepare: tokenizes documents into zstd shards of one domain of DIR (adds it to manifest.json,\n"
     "  replacing a domain of the same name). INPUT: a .jsonl file (one document per line, \"text\"),\n"
@@ -36,7 +36,7 @@ static const char HELP[] =
     "  --min-chars..--max-chars (default 2000..30000). copy: one line S|S per document, S 8..30\n"
     "  distinct letters and digits (each once, so the copy is unambiguous; lengths do not apply).\n"
     "  recall: --pairs A..B (default 2..52, mostly few) pairs of a distinct letter and a digit\n"
-    "  (\"k7 q2 ...\"), some filler,\n"
+    "  (\"k7 q2 ...\"; --mixed: keys and values from letters and digits), some filler,\n"
     "  then every pair again in a new order (each digit found only by matching its key).\n"
     "  Feed them to prepare as a domain of their own.\n";
 
@@ -207,7 +207,7 @@ static int data_synth_cmd(int argc, char **argv) {
             if (end != argv[i + 1] && !strncmp(end, "..", 2)) b = strtol(end + 2, &end, 10);
             if (*end || a < 2 || b < a || b > 52) die("--pairs expects A..B with 2 <= A <= B <= 52, got '%s'", argv[i + 1]);
             c.min_pairs = (int)a, c.max_pairs = (int)b, i++;
-        }
+        } else if (!strcmp(argv[i], "--mixed")) c.mixed = 1;
         else if (!strcmp(argv[i], "--out") && more) c.out = argv[++i];
         else die("data synth: unknown or incomplete option '%s'", argv[i]);
     }

@@ -375,6 +375,19 @@ def test_synth(tok):
     report(ok and n == 200 and stuck == 0 and 110 <= few <= 170,
            "data synth recall: deterministic, 2..52 distinct letter keys with digits (mostly few), every pair asked again "
            "in a new order", f"{n} documents, {few} with at most 4 pairs")
+    mx = os.path.join(TMP, "recallmix.jsonl")
+    ropex("data", "synth", "recall", "--docs", "200", "--pairs", "3..6", "--mixed", "--min-chars", "1", "--max-chars", "1",
+          "--seed", "5", "--out", mx)
+    ok, digit_keys, letter_vals = True, 0, 0
+    for line in open(mx):
+        first, last = json.loads(line)["text"].split("\n")
+        pairs = first.split(" ")
+        ok &= 3 <= len(pairs) <= 6 and all(re.fullmatch(r"[A-Za-z0-9]{2}", p) for p in pairs)
+        ok &= len({p[0] for p in pairs}) == len(pairs) and sorted(last.split(" ")) == sorted(pairs)
+        digit_keys += sum(p[0].isdigit() for p in pairs)
+        letter_vals += sum(p[1].isalpha() for p in pairs)
+    report(ok and digit_keys > 0 and letter_vals > 0, "data synth recall --pairs 3..6 --mixed: keys and values from letters "
+           "and digits", f"{digit_keys} digit keys, {letter_vals} letter values")
     r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, rep[0], "--out",
               os.path.join(TMP, "synthdata"))
     report(r.returncode == 0 and "training" in r.stdout, "prepare accepts the synthetic JSON lines", r.stderr.strip()[:200])
