@@ -73,11 +73,11 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             s[len] = 0;
             n += (size_t)snprintf(buf + n, cap - n, "%s|%s", s, s);
         } else if (c->kind == SYNTH_RECALL) {
-            /* associative recall: pairs "k7" of distinct letter keys and digit values, filler, then
-             * every key again in a new order with its value. Only
-             * content matching answers (find this key's earlier occurrence, take the digit after
-             * it): the order changes, so no offset does, and every answer is one dense example
-             * of the induction that passkey retrieval needs */
+            /* associative recall: pairs "k7" of distinct letter keys and digit values (mixed: both
+             * from letters and digits), filler, then every key again in a new order with its
+             * value. Only content matching answers (find this key's earlier occurrence, take the
+             * symbol after it): the order changes, so no offset does, and every answer is one
+             * dense example of the induction that passkey retrieval needs */
             static const char SYMBOLS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
             char keys[63];
             memcpy(keys, SYMBOLS, sizeof keys);

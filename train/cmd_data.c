@@ -207,8 +207,11 @@ static int data_synth_cmd(int argc, char **argv) {
             if (end != argv[i + 1] && !strncmp(end, "..", 2)) b = strtol(end + 2, &end, 10);
             if (*end || a < 2 || b < a || b > 52) die("--pairs expects A..B with 2 <= A <= B <= 52, got '%s'", argv[i + 1]);
             c.min_pairs = (int)a, c.max_pairs = (int)b, i++;
-        } else if (!strcmp(argv[i], "--mixed")) c.mixed = 1;
-        else if (!strcmp(argv[i], "--out") && more) c.out = argv[++i];
+            if (c.kind != SYNTH_RECALL) die("data synth %s: --pairs applies to recall only", argv[0]);
+        } else if (!strcmp(argv[i], "--mixed")) {
+            c.mixed = 1;
+            if (c.kind != SYNTH_RECALL) die("data synth %s: --mixed applies to recall only", argv[0]);
+        } else if (!strcmp(argv[i], "--out") && more) c.out = argv[++i];
         else die("data synth: unknown or incomplete option '%s'", argv[i]);
     }
     if (!c.docs || !c.out) die("data synth: needs --docs N and --out FILE.jsonl");

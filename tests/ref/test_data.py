@@ -388,6 +388,14 @@ def test_synth(tok):
         letter_vals += sum(p[1].isalpha() for p in pairs)
     report(ok and digit_keys > 0 and letter_vals > 0, "data synth recall --pairs 3..6 --mixed: keys and values from letters "
            "and digits", f"{digit_keys} digit keys, {letter_vals} letter values")
+    bad = [(("recall", "--pairs", "5..3"), "--pairs expects A..B with 2 <= A <= B <= 52, got '5..3'"),
+           (("recall", "--pairs", "2..60"), "--pairs expects A..B with 2 <= A <= B <= 52, got '2..60'"),
+           (("passkey", "--pairs", "2..3"), "data synth passkey: --pairs applies to recall only"),
+           (("kv", "--mixed"), "data synth kv: --mixed applies to recall only")]
+    errs = [ropex("data", "synth", *args, "--docs", "2", "--out", os.path.join(TMP, "bad.jsonl")) for args, _ in bad]
+    report(all(e.returncode == 2 and want in e.stderr for e, (_, want) in zip(errs, bad)),
+           "data synth: a bad --pairs, or --pairs/--mixed for a kind other than recall, is refused by name",
+           "; ".join(e.stderr.strip() for e in errs)[:300])
     r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, rep[0], "--out",
               os.path.join(TMP, "synthdata"))
     report(r.returncode == 0 and "training" in r.stdout, "prepare accepts the synthetic JSON lines", r.stderr.strip()[:200])
