@@ -230,7 +230,7 @@ def test_trajectory(data):
            f"worst loss rel diff {worst_l:.1e} (tol {LOSS_RTOL:g}), worst weight diff {worst_w:.1e} (tol {W_ATOL:g})")
 
 
-INDUCTION = """[model]
+TWO_LAYER = """[model]
 preset = tiny
 vocab_size = 258
 hidden_size = 128
@@ -241,7 +241,9 @@ intermediate_size = 512
 [rope]
 rope_type = default
 max_position_embeddings = 2048
-[data]
+"""   # the small byte-level model of the two in-context tests below
+
+INDUCTION = TWO_LAYER + """[data]
 dir = {data}
 seq_len = 256
 doc_mask = true
@@ -259,61 +261,7 @@ seed = 1
 threads = 2
 """
 
-
-def test_induction():
-    """Learning to copy, end to end: documents "S|S" (S 8..26 distinct random letters, one per
-    document, byte tokens, document masks) whose second half only copying predicts (an
-    induction head). A 2-layer model trained by ropex must get the second half's mean loss
-    under 1.0 nats by step 300 (without copying it stays near 3, ln 26 = 3.3; measured: 0.14 at
-    step 300; ignoring the BOS target after each EOS kept it at 3.2 for 600 steps)."""
-    rng = random.Random(7)
-    src = os.path.join(TMP, "copy.jsonl")
-    with open(src, "w") as f:
-        for _ in range(30000):
-            s = "".join(rng.sample("abcdefghijklmnopqrstuvwxyz", rng.randint(8, 26)))
-            f.write(json.dumps({"text": s + "|" + s}) + "\n")
-    data = os.path.join(TMP, "copydata")
-    tok = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "byte-tokenizer.json")
-    r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "copy", src, "--out", data, "--no-dedup")
-    if r.returncode != 0:
-        report(False, "a 2-layer model learns to copy (induction)", r.stderr.strip()[:200])
-        return
-    out = os.path.join(TMP, "induction")
-    cfg = os.path.join(TMP, "induction.ini")
-    with open(cfg, "w") as f:
-        f.write(INDUCTION.format(data=data, out=out, steps=300))
-    r = ropex("train", cfg)
-    probe = [rng.sample("abcdefghijklmnopqrstuvwxyz", 20) for _ in range(4)]
-    scores = []
-    for s in probe:
-        ids = [256] + [ord(c) for c in s] + [ord("|")] + [ord(c) for c in s]
-        p = os.path.join(TMP, "probe.json")
-        with open(p, "w") as f:
-            json.dump(ids, f)
-        e = ropex("eval", os.path.join(out, "final.h5"), "--tokens", p)
-        if e.returncode != 0:
-            report(False, "a 2-layer model learns to copy (induction)", (r.stderr + e.stderr).strip()[-300:])
-            return
-        lp = json.loads(e.stdout)
-        scores.append(-sum(lp[22:]) / len(lp[22:]))   # lp[i]: log p(ids[i] | ids[:i]); the second half
-    loss = sum(scores) / len(scores)
-    report(loss < 1.0, "a 2-layer model learns to copy (induction) in 300 steps",
-           f"second-half loss {loss:.3f} nats/token (copying: < 1.0; none: about 3)")
-
-
-RECALL = """[model]
-preset = tiny
-vocab_size = 258
-hidden_size = 128
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 4
-intermediate_size = 512
-init_seed = 1
-[rope]
-rope_type = default
-max_position_embeddings = 2048
-[data]
+RECALL = TWO_LAYER + """[data]
 dir = {data}
 seq_len = 512
 doc_mask = true
@@ -326,7 +274,7 @@ betas = 0.9 0.95
 weight_decay = 0.1
 grad_clip = 1.0
 [train]
-steps = 300
+steps = {steps}
 micro_batch = 4
 out_dir = {out}
 save_every = 1000
@@ -336,6 +284,60 @@ threads = 2
 """
 
 
+def train_byte_model(name, src, config):
+    """Prepares the JSON lines src with the byte tokenizer, trains config (300 steps) on them and
+    returns (a function giving log p(ids[i] | ids[:i]) for each id of a list from the final
+    checkpoint, None) or (None, the error)."""
+    data = os.path.join(TMP, name + "data")
+    tok = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "byte-tokenizer.json")
+    r = ropex("data", "prepare", "--tokenizer", tok, "--domain", name, src, "--out", data, "--no-dedup")
+    if r.returncode != 0:
+        return None, r.stderr.strip()[:200]
+    out, cfg = os.path.join(TMP, name + "run"), os.path.join(TMP, name + ".ini")
+    with open(cfg, "w") as f:
+        f.write(config.format(data=data, out=out, steps=300))
+    train = ropex("train", cfg)
+
+    def logprobs(ids):
+        p = os.path.join(TMP, name + "probe.json")
+        with open(p, "w") as f:
+            json.dump(ids, f)
+        e = ropex("eval", os.path.join(out, "final.h5"), "--tokens", p)
+        if e.returncode != 0:
+            raise RuntimeError((train.stderr + e.stderr).strip()[-300:])
+        return json.loads(e.stdout)   # lp[i] = log p(ids[i] | ids[:i]); lp[0] is null
+    return logprobs, None
+
+
+def test_induction():
+    """Learning to copy, end to end: documents "S|S" (S 8..26 distinct random letters, one per
+    document, byte tokens, document masks) whose second half only copying predicts (an
+    induction head). A 2-layer model trained by ropex must get the second half's mean loss
+    under 1.0 nats by step 300 (without copying it stays near 3, ln 26 = 3.3; measured: 0.14 at
+    step 300; ignoring the BOS target after each EOS kept it at 3.2 for 600 steps)."""
+    name = "a 2-layer model learns to copy (induction) in 300 steps"
+    rng = random.Random(7)
+    src = os.path.join(TMP, "copy.jsonl")
+    with open(src, "w") as f:
+        for _ in range(30000):
+            s = "".join(rng.sample("abcdefghijklmnopqrstuvwxyz", rng.randint(8, 26)))
+            f.write(json.dumps({"text": s + "|" + s}) + "\n")
+    logprobs, err = train_byte_model("copy", src, INDUCTION)
+    probe = [rng.sample("abcdefghijklmnopqrstuvwxyz", 20) for _ in range(4)]
+    try:
+        scores = []
+        for s in probe if logprobs else []:
+            lp = logprobs([256] + [ord(c) for c in s] + [ord("|")] + [ord(c) for c in s])
+            scores.append(-sum(lp[22:]) / len(lp[22:]))   # the second half
+    except RuntimeError as e:
+        err = str(e)
+    if err:
+        report(False, name, err)
+        return
+    loss = sum(scores) / len(scores)
+    report(loss < 1.0, name, f"second-half loss {loss:.3f} nats/token (copying: < 1.0; none: about 3)")
+
+
 def test_recall():
     """Content-based induction, end to end: associative recall lists of two pairs ("k7 Q2" then
     the pairs again in a new order; `ropex data synth recall --pairs 2..2`), where only matching
@@ -343,40 +345,26 @@ def test_recall():
     changes). A 2-layer model trained by ropex, 2,048 packed tokens a step, must give the asked
     digits a mean log-probability above -1.2 by step 300 on fresh lists (none: ln 1/10 = -2.30;
     measured: -0.55 at step 300; mixed with longer lists the same model stays at -2.30)."""
-    src = os.path.join(TMP, "recall.jsonl")
-    ropex("data", "synth", "recall", "--docs", "40000", "--pairs", "2..2", "--min-chars", "1", "--max-chars", "1",
-          "--seed", "21", "--out", src)
-    data = os.path.join(TMP, "recalldata")
-    tok = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "byte-tokenizer.json")
-    r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "recall", src, "--out", data, "--no-dedup")
-    if r.returncode != 0:
-        report(False, "a 2-layer model learns associative recall (content induction)", r.stderr.strip()[:200])
-        return
-    out, cfg = os.path.join(TMP, "recallrun"), os.path.join(TMP, "recall.ini")
-    with open(cfg, "w") as f:
-        f.write(RECALL.format(data=data, out=out))
-    r = ropex("train", cfg)
-    probe = os.path.join(TMP, "recallprobe.jsonl")
-    ropex("data", "synth", "recall", "--docs", "40", "--pairs", "2..2", "--min-chars", "1", "--max-chars", "1",
-          "--seed", "999", "--out", probe)
+    name = "a 2-layer model learns associative recall (content induction) in 300 steps"
+    src, probe = os.path.join(TMP, "recall.jsonl"), os.path.join(TMP, "recallprobe.jsonl")
+    for docs, seed, out in (("40000", "21", src), ("40", "999", probe)):
+        ropex("data", "synth", "recall", "--docs", docs, "--pairs", "2..2", "--min-chars", "1", "--max-chars", "1",
+              "--seed", seed, "--out", out)
+    logprobs, err = train_byte_model("recall", src, RECALL)
     vals = []
-    for line in open(probe):
-        t = json.loads(line)["text"].encode()
-        ids = [256] + list(t)
-        p = os.path.join(TMP, "recallprobe.json")
-        with open(p, "w") as f:
-            json.dump(ids, f)
-        e = ropex("eval", os.path.join(out, "final.h5"), "--tokens", p)
-        if e.returncode != 0:
-            report(False, "a 2-layer model learns associative recall (content induction)",
-                   (r.stderr + e.stderr).strip()[-300:])
-            return
-        lp = json.loads(e.stdout)   # lp[i] = log p(ids[i] | ids[:i]); ids[i] = t[i - 1]
-        q = t.index(b"\n")
-        vals += [lp[i + 1] for i in range(q + 2, len(t), 3)]   # after "\n": key, digit, space, ...
+    try:
+        for line in open(probe) if logprobs else []:
+            t = json.loads(line)["text"].encode()
+            lp = logprobs([256] + list(t))   # ids[i] = t[i - 1]
+            q = t.index(b"\n")
+            vals += [lp[i + 1] for i in range(q + 2, len(t), 3)]   # after "\n": key, digit, space, ...
+    except RuntimeError as e:
+        err = str(e)
+    if err:
+        report(False, name, err)
+        return
     mean = sum(vals) / len(vals)
-    report(len(vals) == 80 and mean > -1.2, "a 2-layer model learns associative recall (content induction) in 300 steps",
-           f"asked digits: mean log p {mean:.3f} over {len(vals)} (none: -2.30)")
+    report(len(vals) == 80 and mean > -1.2, name, f"asked digits: mean log p {mean:.3f} over {len(vals)} (none: -2.30)")
 
 
 def test_nan_guard(data, final):
