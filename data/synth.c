@@ -36,6 +36,8 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
     if (c->max_chars < c->min_chars || c->min_chars < floor_chars)
         return data_fail(err, errlen, "synth: expected %lld <= --min-chars <= --max-chars", (long long)floor_chars);
     if (c->questions < 1) return data_fail(err, errlen, "synth: expected --questions >= 1");
+    if (!(c->min_depth >= 0 && c->min_depth <= c->max_depth && c->max_depth <= 1))
+        return data_fail(err, errlen, "synth: expected --depth A..B with 0 <= A <= B <= 1");
     if (c->kind == SYNTH_RECALL && (c->min_pairs < 2 || c->max_pairs < c->min_pairs || c->max_pairs > 52))
         return data_fail(err, errlen, "synth: expected --pairs A..B with 2 <= A <= B <= 52");
     FILE *f = fopen(c->out, "w");
@@ -48,7 +50,7 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
         size_t n = 0, tn = 0;
         if (c->kind == SYNTH_PASSKEY) {
             int key = 10000 + (int)(next(&rng) % 90000);
-            double depth = (double)(next(&rng) % 1001) / 1000.0;
+            double depth = c->min_depth + (c->max_depth - c->min_depth) * (double)(next(&rng) % 1001) / 1000.0;
             size_t before = (size_t)(depth * (double)chars);
             filler(buf, &n, cap, &rng, before);
             n += (size_t)snprintf(buf + n, cap - n, " The pass key is %05d. Remember it. %05d is the pass key.", key, key);

@@ -13,7 +13,7 @@ static const char HELP[] =
     "       ropex data inspect DIR\n"
     "       ropex data tokenize --tokenizer tokenizer.json [FILE|-] [--decode]\n"
     "       ropex data synth passkey|kv|repeat|copy|recall --docs N --out FILE.jsonl [--min-chars A] [--max-chars B] [--seed S]\n"
-    "                                   [--questions Q] [--pairs A..B] [--mixed]\n"
+    "                                   [--questions Q] [--depth A..B] [--pairs A..B] [--mixed]\n"
     "\n"
     "prepare: tokenizes documents into zstd shards of one domain of DIR (adds it to manifest.json,\n"
     "  replacing a domain of the same name). INPUT: a .jsonl file (one document per line, \"text\"),\n"
@@ -30,7 +30,8 @@ static const char HELP[] =
     "tokenize: the ids of the text as a JSON array; with --decode, a JSON array of ids back to text.\n"
     "synth: synthetic retrieval documents as JSON lines, deterministic in --seed: passkey (a 5-digit key\n"
     "  hidden at a random depth in varied filler, asked for at the end; with --questions Q, asked\n"
-    "  Q times through the rest of the filler) or kv (lines of random\n"
+    "  Q times through the rest of the filler; --depth A..B: the depth drawn from A..B, shares of\n"
+    "  the document, default 0..1) or kv (lines of random\n"
     "  key: value pairs, then the values of --questions Q random keys asked for, default 1) or repeat\n"
     "  (lines S|S of 16..64 random letters S: only copying predicts the second half); lengths\n"
     "  --min-chars..--max-chars (default 2000..30000). copy: one line S|S per document, S 8..30\n"
@@ -188,7 +189,8 @@ static int data_tokenize(int argc, char **argv) {
 }
 
 static int data_synth_cmd(int argc, char **argv) {
-    SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1, .questions = 1, .min_pairs = 2, .max_pairs = 52};
+    SynthConfig c = {.min_chars = 2000, .max_chars = 30000, .seed = 1, .questions = 1, .min_pairs = 2, .max_pairs = 52,
+                    .min_depth = 0, .max_depth = 1};
     if (argc < 1 || (strcmp(argv[0], "passkey") && strcmp(argv[0], "kv") && strcmp(argv[0], "repeat") &&
                       strcmp(argv[0], "copy") && strcmp(argv[0], "recall")))
         die("data synth: expected passkey, kv, repeat, copy or recall first (see ropex data --help)");
@@ -208,6 +210,14 @@ static int data_synth_cmd(int argc, char **argv) {
             if (*end || a < 2 || b < a || b > 52) die("--pairs expects A..B with 2 <= A <= B <= 52, got '%s'", argv[i + 1]);
             c.min_pairs = (int)a, c.max_pairs = (int)b, i++;
             if (c.kind != SYNTH_RECALL) die("data synth %s: --pairs applies to recall only", argv[0]);
+        } else if (!strcmp(argv[i], "--depth") && more) {
+            const char *s = argv[i + 1], *dots = strstr(s, "..");   /* "0..0.3": strtod would read "0." */
+            char *end = NULL, *end2 = NULL, lo[64];
+            snprintf(lo, sizeof lo, "%.*s", dots ? (int)(dots - s) : 0, s);
+            double a = dots ? strtod(lo, &end) : 0, b = dots ? strtod(dots + 2, &end2) : 0;
+            if (!dots || *end || !*lo || *end2 || !dots[2] || !(a >= 0 && a <= b && b <= 1)) die("--depth expects A..B with 0 <= A <= B <= 1, got '%s'", argv[i + 1]);
+            c.min_depth = a, c.max_depth = b, i++;
+            if (c.kind != SYNTH_PASSKEY) die("data synth %s: --depth applies to passkey only", argv[0]);
         } else if (!strcmp(argv[i], "--mixed")) {
             c.mixed = 1;
             if (c.kind != SYNTH_RECALL) die("data synth %s: --mixed applies to recall only", argv[0]);

@@ -388,13 +388,27 @@ def test_synth(tok):
         letter_vals += sum(p[1].isalpha() for p in pairs)
     report(ok and digit_keys > 0 and letter_vals > 0, "data synth recall --pairs 3..6 --mixed: keys and values from letters "
            "and digits", f"{digit_keys} digit keys, {letter_vals} letter values")
+    far = os.path.join(TMP, "far.jsonl")
+    ropex("data", "synth", "passkey", "--docs", "200", "--depth", "0.1..0.3", "--min-chars", "1200", "--max-chars",
+          "2000", "--seed", "16", "--out", far)
+    where = []
+    for line in open(far):
+        t = json.loads(line)["text"]
+        where.append(t.index(" The pass key is ") / len(t))
+    report(len(where) == 200 and 0.07 <= min(where) < 0.14 and 0.26 < max(where) <= 0.34,
+           "data synth passkey --depth 0.1..0.3: the key sits at 0.1..0.3 of the document (one filler sentence slack)",
+           f"depths {min(where):.3f}..{max(where):.3f}")
     bad = [(("recall", "--pairs", "5..3"), "--pairs expects A..B with 2 <= A <= B <= 52, got '5..3'"),
+           (("passkey", "--depth", "0.5..0.2"), "--depth expects A..B with 0 <= A <= B <= 1, got '0.5..0.2'"),
+           (("passkey", "--depth", "0..1.5"), "--depth expects A..B with 0 <= A <= B <= 1, got '0..1.5'"),
+           (("passkey", "--depth", "0.3"), "--depth expects A..B with 0 <= A <= B <= 1, got '0.3'"),
+           (("recall", "--depth", "0..1"), "data synth recall: --depth applies to passkey only"),
            (("recall", "--pairs", "2..60"), "--pairs expects A..B with 2 <= A <= B <= 52, got '2..60'"),
            (("passkey", "--pairs", "2..3"), "data synth passkey: --pairs applies to recall only"),
            (("kv", "--mixed"), "data synth kv: --mixed applies to recall only")]
     errs = [ropex("data", "synth", *args, "--docs", "2", "--out", os.path.join(TMP, "bad.jsonl")) for args, _ in bad]
     report(all(e.returncode == 2 and want in e.stderr for e, (_, want) in zip(errs, bad)),
-           "data synth: a bad --pairs, or --pairs/--mixed for a kind other than recall, is refused by name",
+           "data synth: a bad --pairs or --depth, or one for the wrong kind, is refused by name",
            "; ".join(e.stderr.strip() for e in errs)[:300])
     r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, rep[0], "--out",
               os.path.join(TMP, "synthdata"))
