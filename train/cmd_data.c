@@ -48,6 +48,18 @@ static double parse_frac(const char *flag, const char *s) {
     return v;
 }
 
+/* "A..B" as two numbers (split at "..": strtod alone would read "0..0.3" as "0."); 0, or -1 when
+ * either side is missing or not a number. */
+static int parse_range(const char *s, double *a, double *b) {
+    const char *dots = strstr(s, "..");
+    char lo[64], *end1, *end2;
+    if (!dots || dots == s || !dots[2] || (size_t)(dots - s) >= sizeof lo) return -1;
+    snprintf(lo, sizeof lo, "%.*s", (int)(dots - s), s);
+    *a = strtod(lo, &end1);
+    *b = strtod(dots + 2, &end2);
+    return *end1 || *end2 ? -1 : 0;
+}
+
 static int data_prepare_cmd(int argc, char **argv) {
     PrepareConfig c = {.min_tokens = 1, .max_nontext = 0.01, .max_repeated = 0.5, .dedup = 1, .heldout = 0.01,
                        .level = 3, .progress = 1};
@@ -204,18 +216,15 @@ static int data_synth_cmd(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seed") && more) c.seed = (uint64_t)parse_positive(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--questions") && more) c.questions = parse_positive(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--pairs") && more) {
-            char *end;
-            long a = strtol(argv[i + 1], &end, 10), b = a;
-            if (end != argv[i + 1] && !strncmp(end, "..", 2)) b = strtol(end + 2, &end, 10);
-            if (*end || a < 2 || b < a || b > 52) die("--pairs expects A..B with 2 <= A <= B <= 52, got '%s'", argv[i + 1]);
+            double a, b;
+            if (parse_range(argv[i + 1], &a, &b) || a != (int)a || b != (int)b || a < 2 || b < a || b > 52)
+                die("--pairs expects A..B with 2 <= A <= B <= 52, got '%s'", argv[i + 1]);
             c.min_pairs = (int)a, c.max_pairs = (int)b, i++;
             if (c.kind != SYNTH_RECALL) die("data synth %s: --pairs applies to recall only", argv[0]);
         } else if (!strcmp(argv[i], "--depth") && more) {
-            const char *s = argv[i + 1], *dots = strstr(s, "..");   /* "0..0.3": strtod would read "0." */
-            char *end = NULL, *end2 = NULL, lo[64];
-            snprintf(lo, sizeof lo, "%.*s", dots ? (int)(dots - s) : 0, s);
-            double a = dots ? strtod(lo, &end) : 0, b = dots ? strtod(dots + 2, &end2) : 0;
-            if (!dots || *end || !*lo || *end2 || !dots[2] || !(a >= 0 && a <= b && b <= 1)) die("--depth expects A..B with 0 <= A <= B <= 1, got '%s'", argv[i + 1]);
+            double a, b;
+            if (parse_range(argv[i + 1], &a, &b) || !(a >= 0 && a <= b && b <= 1))
+                die("--depth expects A..B with 0 <= A <= B <= 1, got '%s'", argv[i + 1]);
             c.min_depth = a, c.max_depth = b, i++;
             if (c.kind != SYNTH_PASSKEY) die("data synth %s: --depth applies to passkey only", argv[0]);
         } else if (!strcmp(argv[i], "--mixed")) {

@@ -395,10 +395,18 @@ def test_synth(tok):
     for line in open(far):
         t = json.loads(line)["text"]
         where.append(t.index(" The pass key is ") / len(t))
+    full = [os.path.join(TMP, f"full{i}.jsonl") for i in range(2)]
+    ropex("data", "synth", "passkey", "--docs", "20", "--min-chars", "300", "--max-chars", "900", "--seed", "3",
+          "--out", full[0])
+    ropex("data", "synth", "passkey", "--docs", "20", "--min-chars", "300", "--max-chars", "900", "--seed", "3",
+          "--depth", "0..1", "--out", full[1])
+    report(open(full[0]).read() == open(full[1]).read(), "data synth passkey --depth 0..1 is the default (the "
+           "documents of shards built before --depth are unchanged)")
     report(len(where) == 200 and 0.07 <= min(where) < 0.14 and 0.26 < max(where) <= 0.34,
            "data synth passkey --depth 0.1..0.3: the key sits at 0.1..0.3 of the document (one filler sentence slack)",
            f"depths {min(where):.3f}..{max(where):.3f}")
     bad = [(("recall", "--pairs", "5..3"), "--pairs expects A..B with 2 <= A <= B <= 52, got '5..3'"),
+           (("recall", "--pairs", "2.5..4"), "--pairs expects A..B with 2 <= A <= B <= 52, got '2.5..4'"),
            (("passkey", "--depth", "0.5..0.2"), "--depth expects A..B with 0 <= A <= B <= 1, got '0.5..0.2'"),
            (("passkey", "--depth", "0..1.5"), "--depth expects A..B with 0 <= A <= B <= 1, got '0..1.5'"),
            (("passkey", "--depth", "0.3"), "--depth expects A..B with 0 <= A <= B <= 1, got '0.3'"),
