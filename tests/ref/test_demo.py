@@ -9,7 +9,8 @@ passkeys inside its 2048-token window, and every shipped config validates.
    0.25-1; the cell at 2048, depth 0 (issue 8 asks for it too) is a SKIP line (a known gap) until it holds.
 3. `ropex train CONFIG --check` accepts configs/*.ini; the real-checkpoint configs are checked
    against config.json files with the real SmolLM-135M and TinyLlama-1.1B shapes, the demo configs
-   against the fixture's shape while models/tiny-2k is not committed.
+   against the fixture's shape when models/tiny-2k is missing, the fixture's stages 2-4 (which start
+   from the previous stage's runs/ weights) against it always.
 
 usage: test_demo.py BUILD_DIR
 """
@@ -36,12 +37,14 @@ SHAPES = {   # the published config.json values of the two real checkpoints the 
 }
 FIXTURE_SHAPE = dict(vocab_size=258, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
                      intermediate_size=768, rope_theta=10000.0, max_position_embeddings=2048, tie_word_embeddings=True,
-                     rms_norm_eps=1e-5)   # configs/fixture-2k.ini's model, for the demo configs while it is not committed
+                     rms_norm_eps=1e-5)   # configs/fixture-2k*.ini's model, for configs whose init is not in the repository
 FIXTURE = os.path.join(ROOT, "models", "tiny-2k")
 HAVE_FIXTURE = os.path.exists(os.path.join(FIXTURE, "config.json"))   # committed (make fixture rebuilds it)
 # stages 2-4 of the fixture start from the previous stage's weights (runs/, not committed): checked against the shape
-for _name in ("fixture-2k-stage2.ini", "fixture-2k-stage3.ini", "fixture-2k.ini"):
-    SHAPES[_name] = ("runs/previous-stage", FIXTURE_SHAPE, "V 258 C 256 L 4 NH 4 NKV 2 H 768")
+for _name, _init in (("fixture-2k-stage2.ini", "runs/fixture-2k-stage1/final.h5"),
+                     ("fixture-2k-stage3.ini", "runs/fixture-2k-stage2/final.h5"),
+                     ("fixture-2k.ini", "runs/fixture-2k-stage3/final.h5")):
+    SHAPES[_name] = (_init, FIXTURE_SHAPE, "V 258 C 256 L 4 NH 4 NKV 2 H 768")
 if not HAVE_FIXTURE:
     for _name in ("demo.ini", "demo-yarn.ini"):
         SHAPES[_name] = ("models/tiny-2k", FIXTURE_SHAPE, "V 258 C 256 L 4 NH 4 NKV 2 H 768")
