@@ -287,6 +287,11 @@ static void test_attention(void) {
     test_flash_vs_ref("causal GQA NH=6 NKV=2, B=2, T=203, HS=16", 2, 203, 6, 2, 16, NULL);
     test_flash_vs_ref("causal MHA, B=1, T=64 (exactly one block), HS=8", 1, 64, 2, 2, 8, NULL);
     test_flash_vs_ref("causal, T=5 (smaller than a block)", 1, 5, 2, 1, 8, NULL);
+    /* HS a multiple of 16 takes the AVX2 register tiles (where built with them), other HS the
+     * sgemm path; 64 and 48 cover several 16-column slabs, T=389 a last block of 5 rows
+     * (tiles of 6 rows with a remainder) and T=262 one of 6 */
+    test_flash_vs_ref("causal GQA NH=4 NKV=2, B=1, T=389, HS=64", 1, 389, 4, 2, 64, NULL);
+    test_flash_vs_ref("causal MQA NH=3 NKV=1, B=2, T=262, HS=48", 2, 262, 3, 1, 48, NULL);
     int32_t *doc = malloc(2 * 203 * sizeof(int32_t));
     for (int b = 0; b < 2; b++) {
         int32_t id = 0;
