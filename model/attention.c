@@ -208,12 +208,14 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         float *acc = malloc(sizeof(float) * ATT_BLOCK * (size_t)HS);
         float m[ATT_BLOCK], l[ATT_BLOCK];
         ASSERT(s && acc);
-        /* (b, h, query block); the causal triangle makes later blocks heavier: a cyclic static
-         * assignment spreads them evenly and keeps the run deterministic */
-        #pragma omp for schedule(static, 1) collapse(3)
+        /* (b, h, query block), the heaviest (last, under the causal triangle) first, handed out
+         * as threads free up: each task writes only its own rows, so the result does not depend
+         * on which thread ran it */
+        #pragma omp for schedule(dynamic, 1) collapse(3)
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < NH; h++)
-                for (int64_t qb = 0; qb < nblk; qb++) {
+                for (int64_t rev = 0; rev < nblk; rev++) {
+                    const int64_t qb = nblk - 1 - rev;
                     const int64_t q0 = qb * ATT_BLOCK, nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
                     const int64_t kh = h / G;
                     const int32_t *doc = mk && mk->doc ? mk->doc + b * T : NULL;
@@ -304,45 +306,51 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
         float *myq = dq_thr + (size_t)omp_get_thread_num() * nq_all;
         memset(myq, 0, sizeof(float) * nq_all);
         #pragma omp barrier
-        #pragma omp for schedule(static, 1) collapse(3)
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t kh = 0; kh < NKV; kh++)
-                for (int64_t kb = 0; kb < nblk; kb++) {
-                    const int64_t k0 = kb * ATT_BLOCK, nk = T - k0 < ATT_BLOCK ? T - k0 : ATT_BLOCK;
-                    const int32_t *doc = mk && mk->doc ? mk->doc + b * T : NULL;
-                    const float *kp = k + (b * T + k0) * ks + kh * HS, *vp = v + (b * T + k0) * ks + kh * HS;
-                    pack_kt(kt, kp, ks, nk, HS, tiles);
-                    pack_kt(vt, vp, ks, nk, HS, tiles);
-                    pack_rows(kr, kp, ks, nk, HS, tiles);
-                    memset(dkacc, 0, sizeof(float) * (size_t)(nk * HS));
-                    memset(dvacc, 0, sizeof(float) * (size_t)(nk * HS));
-                    for (int64_t h = kh * G; h < (kh + 1) * G; h++)
-                        for (int64_t qb = kb; qb < nblk; qb++) {
-                            const int64_t q0 = qb * ATT_BLOCK, nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
-                            int kind = block_kind(mk, doc, q0, q0 + nq, k0, k0 + nk);
-                            if (kind == BLOCK_SKIP) continue;
-                            const float *qp = q + (b * T + q0) * qs + h * HS, *gp = dout + (b * T + q0) * qs + h * HS;
-                            const size_t at = (size_t)((b * NH + h) * nblk + qb) * PACKED;
-                            const float *lrow = lse + (b * NH + h) * T + q0, *drow = D + (b * NH + h) * T + q0;
-                            blk_abt(p, qp, qs, kt, nq, nk, HS, scale, tiles);
-                            if (kind == BLOCK_PARTIAL) mask_block(p, mk, doc, q0, nq, k0, nk);
-                            for (int64_t i = 0; i < nq; i++) exp_shift_sum(p + i * ATT_BLOCK, p + i * ATT_BLOCK, lrow[i], nk);
-                            /* dV += P^T dO */
-                            blk_xy(dvacc, HS, p, ATT_BLOCK, 1, gr + at, nk, nq, HS, tiles);
-                            /* dP = dO V^T, then scale dS = scale P o (dP - D) in place */
-                            blk_abt(dp, gp, qs, vt, nq, nk, HS, 1.0f, tiles);
-                            for (int64_t i = 0; i < nq; i++)
-                                for (int64_t j = 0; j < nk; j++)
-                                    dp[i * ATT_BLOCK + j] = scale * p[i * ATT_BLOCK + j] * (dp[i * ATT_BLOCK + j] - drow[i]);
-                            /* dK += scale dS^T Q;  dQ += scale dS K */
-                            blk_xy(dkacc, HS, dp, ATT_BLOCK, 1, qr + at, nk, nq, HS, tiles);
-                            blk_xy(myq + (b * T + q0) * qs + h * HS, qs, dp, ATT_BLOCK, 0, kr, nq, nk, HS, tiles);
-                        }
-                    for (int64_t j = 0; j < nk; j++) {
-                        float *dkr = dk + (b * T + k0 + j) * ks + kh * HS, *dvr = dv + (b * T + k0 + j) * ks + kh * HS;
-                        for (int64_t e = 0; e < HS; e++) { dkr[e] += dkacc[j * HS + e]; dvr[e] += dvacc[j * HS + e]; }
-                    }
+        /* tasks (b, kv head, key block), the first key blocks the heaviest; dQ makes the
+         * assignment part of the result, so it is static: dealt round by round, every other
+         * round in reverse thread order, which evens out the causal triangle's work */
+        const int64_t ntask = B * NKV * nblk, nround = (ntask + nthreads - 1) / nthreads;
+        #pragma omp for schedule(static, 1)
+        for (int64_t slot = 0; slot < nround * nthreads; slot++) {
+            const int64_t round = slot / nthreads, pos = slot % nthreads;
+            const int64_t task = round * nthreads + (round % 2 ? nthreads - 1 - pos : pos);
+            if (task >= ntask) continue;
+            const int64_t b = task / (NKV * nblk), kh = task / nblk % NKV, kb = task % nblk;
+            const int64_t k0 = kb * ATT_BLOCK, nk = T - k0 < ATT_BLOCK ? T - k0 : ATT_BLOCK;
+            const int32_t *doc = mk && mk->doc ? mk->doc + b * T : NULL;
+            const float *kp = k + (b * T + k0) * ks + kh * HS, *vp = v + (b * T + k0) * ks + kh * HS;
+            pack_kt(kt, kp, ks, nk, HS, tiles);
+            pack_kt(vt, vp, ks, nk, HS, tiles);
+            pack_rows(kr, kp, ks, nk, HS, tiles);
+            memset(dkacc, 0, sizeof(float) * (size_t)(nk * HS));
+            memset(dvacc, 0, sizeof(float) * (size_t)(nk * HS));
+            for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+                for (int64_t qb = kb; qb < nblk; qb++) {
+                    const int64_t q0 = qb * ATT_BLOCK, nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
+                    int kind = block_kind(mk, doc, q0, q0 + nq, k0, k0 + nk);
+                    if (kind == BLOCK_SKIP) continue;
+                    const float *qp = q + (b * T + q0) * qs + h * HS, *gp = dout + (b * T + q0) * qs + h * HS;
+                    const size_t at = (size_t)((b * NH + h) * nblk + qb) * PACKED;
+                    const float *lrow = lse + (b * NH + h) * T + q0, *drow = D + (b * NH + h) * T + q0;
+                    blk_abt(p, qp, qs, kt, nq, nk, HS, scale, tiles);
+                    if (kind == BLOCK_PARTIAL) mask_block(p, mk, doc, q0, nq, k0, nk);
+                    for (int64_t i = 0; i < nq; i++) exp_shift_sum(p + i * ATT_BLOCK, p + i * ATT_BLOCK, lrow[i], nk);
+                    /* dV += P^T dO */
+                    blk_xy(dvacc, HS, p, ATT_BLOCK, 1, gr + at, nk, nq, HS, tiles);
+                    /* dP = dO V^T, then scale dS = scale P o (dP - D) in place */
+                    blk_abt(dp, gp, qs, vt, nq, nk, HS, 1.0f, tiles);
+                    for (int64_t i = 0; i < nq; i++)
+                        for (int64_t j = 0; j < nk; j++)
+                            dp[i * ATT_BLOCK + j] = scale * p[i * ATT_BLOCK + j] * (dp[i * ATT_BLOCK + j] - drow[i]);
+                    /* dK += scale dS^T Q;  dQ += scale dS K */
+                    blk_xy(dkacc, HS, dp, ATT_BLOCK, 1, qr + at, nk, nq, HS, tiles);
+                    blk_xy(myq + (b * T + q0) * qs + h * HS, qs, dp, ATT_BLOCK, 0, kr, nq, nk, HS, tiles);
                 }
+            for (int64_t j = 0; j < nk; j++) {
+                float *dkr = dk + (b * T + k0 + j) * ks + kh * HS, *dvr = dv + (b * T + k0 + j) * ks + kh * HS;
+                for (int64_t e = 0; e < HS; e++) { dkr[e] += dkacc[j * HS + e]; dvr[e] += dvacc[j * HS + e]; }
+            }
+        }
         free(p); free(dp); free(dkacc); free(dvacc); free(kt); free(vt); free(kr);
     }
     #pragma omp parallel for schedule(static)
