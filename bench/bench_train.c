@@ -79,7 +79,8 @@ int main(int argc, char **argv) {
            "%.2f GFLOP/token  %.1f GFLOP/s  MFU %.1f%% of %.0f  peak RSS %.0f MiB (predicted %.0f)  loss %.4f\n",
            preset, (long long)T, recompute, tps, step, tf / steps, tb / steps, to / steps, flops_tok / 1e9,
            gflops, 100 * gflops / peak, peak, rss_mib,
-           (4.0 * (double)mm.params + (double)(recompute ? mm.acts_recompute : mm.acts) + (double)mm.scratch + (double)mm.rope) / 1048576.0,
+           (4.0 * (double)mm.params + (double)(recompute ? mm.acts_recompute : mm.acts) + (double)mm.scratch + (double)mm.rope +
+            (double)mm.attn) / 1048576.0,
            loss);
     printf("{\"impl\": \"ropex\", \"shape\": \"%s\", \"T\": %lld, \"recompute\": %d, \"tokens_per_s\": %.3f, "
            "\"step_s\": %.4f, \"flops_per_token\": %.6g, \"gflops\": %.3f, \"mfu\": %.4f, \"peak_gflops\": %.2f, "

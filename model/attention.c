@@ -168,6 +168,14 @@ static void mask_block(float *s, const AttnMask *mk, const int32_t *doc, int64_t
             if (!attn_allowed(mk, doc, q0 + i, k0 + j)) s[i * ATT_BLOCK + j] = -INFINITY;
 }
 
+size_t attention_work_bytes(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, int nthreads) {
+    const size_t nblk = (size_t)((T + ATT_BLOCK - 1) / ATT_BLOCK), blk2 = (size_t)ATT_BLOCK * ATT_BLOCK;
+    const size_t fwd = 2 * (size_t)(B * NKV) * nblk * PACKED + (size_t)nthreads * (blk2 + PACKED);
+    const size_t bwd = (size_t)(B * NH * T) + (size_t)nthreads * (size_t)(B * T * NH * HS) +
+                       2 * (size_t)(B * NH) * nblk * PACKED + (size_t)nthreads * (2 * blk2 + 5 * PACKED);
+    return sizeof(float) * (fwd > bwd ? fwd : bwd);
+}
+
 /* the largest of x[0 .. n) (-inf for none) */
 static float row_max(const float *x, int64_t n) {
     float mx = -INFINITY;

@@ -1,4 +1,5 @@
 /* Model composition: configuration, the parameter table, buffers, forward and backward. */
+#include <omp.h>
 #include "model.h"
 
 #include <math.h>
@@ -266,6 +267,7 @@ ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T) {
     mm.acts_recompute = acts_layout(&a, NULL, &c, B, T, 1) * sizeof(float);
     mm.scratch = scratch_layout(&s, NULL, &c, B, T) * sizeof(float) + (size_t)(B * T) * sizeof(int32_t);
     mm.rope = 2 * (size_t)T * (size_t)(c.head_dim / 2) * sizeof(float);
+    mm.attn = attention_work_bytes(B, T, c.n_heads, c.n_kv_heads, c.head_dim, omp_get_max_threads());
     free(t.entries);
     return mm;
 }

@@ -165,7 +165,8 @@ void model_init_random(Model *m, uint64_t seed, float std);
 const ParamEntry *model_param(const Model *m, const char *name);   /* NULL if absent */
 
 /* Exact byte counts for a pass of B x T (computed before any allocation). */
-typedef struct { size_t params, grads, acts, acts_recompute, scratch, rope; } ModelMemory;
+/* attn: attention's transient buffers for one call at the current OpenMP thread count */
+typedef struct { size_t params, grads, acts, acts_recompute, scratch, rope, attn; } ModelMemory;
 ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T);
 
 /* Forward over tokens (B, T). targets (B, T) may be NULL (no loss: returns NAN). Returns the mean

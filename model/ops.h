@@ -60,6 +60,10 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *out, const float *lse,
                         const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
+/* Bytes the larger of attention_forward and attention_backward allocates for one call with
+ * nthreads threads (freed before it returns): the packed K, V blocks (forward) or Q, dO blocks,
+ * the per-thread dQ sums and D (backward), and each thread's block buffers. */
+size_t attention_work_bytes(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, int nthreads);
 void attention_ref_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                            const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
 void attention_ref_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,

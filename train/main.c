@@ -76,8 +76,10 @@ static int cmd_shape(int argc, char **argv) {
     printf("  scratch     %10.1f MiB (backward buffers, one %d-token chunk of logits)\n",
            mm.scratch / MiB, CE_CHUNK);
     printf("  rope table  %10.1f MiB\n", mm.rope / MiB);
+    printf("  attention   %10.1f MiB (per call, at %d threads: dQ per thread, packed blocks)\n", mm.attn / MiB,
+           omp_get_max_threads());
     printf("  total       %10.1f MiB\n",
-           (4 * mm.params + mm.acts + mm.scratch + mm.rope) / MiB);
+           (4 * mm.params + mm.acts + mm.scratch + mm.rope + mm.attn) / MiB);
     if (table) {
         Model m;
         if (model_init(&m, &cfg, &err) != RX_OK) die("%s", err.msg);

@@ -344,10 +344,11 @@ int cmd_train(int argc, char **argv) {
            (long long)m.cfg.n_heads, (long long)m.cfg.n_kv_heads, (long long)m.cfg.hidden_dim,
            rope_method_name(m.cfg.rope.method), m.cfg.rope.factor, (long long)m.cfg.rope.original_max_len,
            (long long)m.cfg.rope.max_len);
-    printf("memory: parameters %.1f MiB, gradients %.1f, AdamW %.1f, activations %.1f (recompute %s), scratch %.1f; "
-           "estimate %.1f MiB\n", mm.params / MiB, mm.grads / MiB, 2 * mm.params / MiB,
-           (m.recompute ? mm.acts_recompute : mm.acts) / MiB, rc.recompute, mm.scratch / MiB,
-           (4.0 * (double)mm.params + (double)(m.recompute ? mm.acts_recompute : mm.acts) + (double)mm.scratch + (double)mm.rope) / MiB);
+    printf("memory: parameters %.1f MiB, gradients %.1f, AdamW %.1f, activations %.1f (recompute %s), scratch %.1f, "
+           "attention %.1f; estimate %.1f MiB\n", mm.params / MiB, mm.grads / MiB, 2 * mm.params / MiB,
+           (m.recompute ? mm.acts_recompute : mm.acts) / MiB, rc.recompute, mm.scratch / MiB, mm.attn / MiB,
+           (4.0 * (double)mm.params + (double)(m.recompute ? mm.acts_recompute : mm.acts) + (double)mm.scratch +
+            (double)mm.rope + (double)mm.attn) / MiB);
     printf("data: %s, %d domains (", rc.data_dir, stream_domains(stream));
     for (int d = 0; d < stream_domains(stream); d++)
         printf("%s%s %.3f", d ? ", " : "", stream_domain_name(stream, d), stream_domain_weight(stream, d));
