@@ -51,7 +51,8 @@ static inline int attn_allowed(const AttnMask *mk, const int32_t *doc_row, int64
  * scores = q.k / sqrt(HS); query head h reads kv head h / (NH/NKV). mk may be NULL (causal).
  *
  * attention_forward/backward: the tiled online-softmax kernel (FlashAttention on CPU): blocks of
- * ATT_BLOCK queries x ATT_BLOCK keys through sgemm, a vectorised exp, fully masked blocks skipped;
+ * ATT_BLOCK queries x ATT_BLOCK keys as AVX2 register tiles on packed blocks (sgemm without AVX2
+ * or when HS is not a multiple of 16), a vectorised exp, fully masked blocks skipped;
  * nothing of size T x T is ever allocated. attention_ref_*: the plain per-row loops, kept as the
  * test oracle. Both write the same outputs. */
 #define ATT_BLOCK 128

@@ -240,9 +240,10 @@ static void test_attention_case(const char *name, int flash, int64_t B, int64_t 
 }
 
 /* Tiled kernel against the reference kernel: outputs, lse and all three input gradients.
- * Both are fp32 with different summation orders (blocked sgemm vs per-row loops) and the tiled
- * exp is a polynomial (7e-8 relative): atol 2e-6 and rtol 1e-4 cover them with margin (measured
- * err/tol is printed) while a wrong block, mask or rescale gives errors of order 1. */
+ * Both are fp32 with different summation orders (register tiles or sgemm on blocks vs per-row
+ * loops) and the tiled exp is a polynomial (7e-8 relative): atol 2e-6 and rtol 1e-4 cover them
+ * with margin (measured err/tol is printed) while a wrong block, mask or rescale gives errors of
+ * order 1. */
 static void test_flash_vs_ref(const char *name, int64_t B, int64_t T, int64_t NH, int64_t NKV,
                               int64_t HS, const AttnMask *mk) {
     AttCtx a = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .mk = mk, .flash = 1}, r = a;
