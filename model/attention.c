@@ -303,6 +303,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 pack_rows(qr + at, q + (b * T + q0) * qs + h * HS, qs, nq, HS, tiles);
                 pack_rows(gr + at, dout + (b * T + q0) * qs + h * HS, qs, nq, HS, tiles);
             }
+    int team = 1;   /* the threads the region really gets (OpenMP may give fewer than asked) */
     #pragma omp parallel num_threads(nthreads)
     {
         float *p = malloc(sizeof(float) * ATT_BLOCK * ATT_BLOCK);
@@ -311,17 +312,19 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
         float *kt = malloc(sizeof(float) * PACKED), *vt = malloc(sizeof(float) * PACKED);
         float *kr = malloc(sizeof(float) * PACKED);
         ASSERT(p && dp && dkacc && dvacc && kt && vt && kr);
+        #pragma omp single
+        team = omp_get_num_threads();
         float *myq = dq_thr + (size_t)omp_get_thread_num() * nq_all;
         memset(myq, 0, sizeof(float) * nq_all);
         #pragma omp barrier
         /* tasks (b, kv head, key block), the first key blocks the heaviest; dQ makes the
          * assignment part of the result, so it is static: dealt round by round, every other
          * round in reverse thread order, which evens out the causal triangle's work */
-        const int64_t ntask = B * NKV * nblk, nround = (ntask + nthreads - 1) / nthreads;
+        const int64_t ntask = B * NKV * nblk, nround = (ntask + team - 1) / team;
         #pragma omp for schedule(static, 1)
-        for (int64_t slot = 0; slot < nround * nthreads; slot++) {
-            const int64_t round = slot / nthreads, pos = slot % nthreads;
-            const int64_t task = round * nthreads + (round % 2 ? nthreads - 1 - pos : pos);
+        for (int64_t slot = 0; slot < nround * team; slot++) {
+            const int64_t round = slot / team, pos = slot % team;
+            const int64_t task = round * team + (round % 2 ? team - 1 - pos : pos);
             if (task >= ntask) continue;
             const int64_t b = task / (NKV * nblk), kh = task / nblk % NKV, kb = task % nblk;
             const int64_t k0 = kb * ATT_BLOCK, nk = T - k0 < ATT_BLOCK ? T - k0 : ATT_BLOCK;
@@ -364,7 +367,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < nq_all; i++) {
         float s = dq[i];
-        for (int t = 0; t < nthreads; t++) s += dq_thr[(size_t)t * nq_all + i];
+        for (int t = 0; t < team; t++) s += dq_thr[(size_t)t * nq_all + i];   /* only buffers a thread zeroed */
         dq[i] = s;
     }
     free(dq_thr);
