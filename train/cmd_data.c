@@ -1,4 +1,5 @@
 /* ropex data prepare | inspect | tokenize */
+#include <math.h>
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,7 +218,7 @@ static int data_synth_cmd(int argc, char **argv) {
         else if (!strcmp(argv[i], "--questions") && more) c.questions = parse_positive(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--pairs") && more) {
             double a, b;
-            if (parse_range(argv[i + 1], &a, &b) || a != (int)a || b != (int)b || a < 2 || b < a || b > 52)
+            if (parse_range(argv[i + 1], &a, &b) || !(a >= 2 && a <= b && b <= 52) || a != floor(a) || b != floor(b))
                 die("--pairs expects A..B with 2 <= A <= B <= 52, got '%s'", argv[i + 1]);
             c.min_pairs = (int)a, c.max_pairs = (int)b, i++;
             if (c.kind != SYNTH_RECALL) die("data synth %s: --pairs applies to recall only", argv[0]);
