@@ -71,6 +71,8 @@ $(BUILD)/ropex: $(LIB_OBJ) $(DATA_OBJ) $(OPTIM_OBJ) $(TRAIN_SRC:%.c=$(BUILD)/%.o
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB_OBJ) $(DATA_OBJ) $(OPTIM_OBJ) $(BUILD)/train/eval.o
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+# test_ops counts the attention kernel's allocations against attention_work_bytes
+$(BUILD)/tests/test_ops: LDLIBS += -Wl,--wrap=malloc -Wl,--wrap=free
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ) $(OPTIM_OBJ) $(DATA_OBJ) $(BUILD)/train/cpu.o
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)

@@ -1,8 +1,10 @@
 /* Op-level tests: every backward against central finite differences, and the sgemm linear and the
  * attention kernel against naive double-precision references. Shapes are deliberately not
  * multiples of any block size (odd T, C not a multiple of 64 or 16). */
+#include <malloc.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,6 +404,60 @@ static void test_crossentropy(void) {
     free(c.logits); free(c.dlogits); free(c.losses);
 }
 
+/* ---- attention's transient memory ----
+ * test_ops is linked with -Wl,--wrap=malloc,--wrap=free (Makefile): while mem_track is set,
+ * every block our objects allocate is counted, so the peak that the kernel really holds can be
+ * compared with attention_work_bytes, the term the memory estimate (ropex shape, ropex train)
+ * adds for it. Only the kernel runs while tracking is on, and it frees all it allocates. */
+void *__real_malloc(size_t n);
+void __real_free(void *p);
+static atomic_int mem_track;
+static atomic_size_t mem_now, mem_peak;
+
+void *__wrap_malloc(size_t n) {
+    void *p = __real_malloc(n);
+    if (p && atomic_load(&mem_track)) {
+        size_t now = atomic_fetch_add(&mem_now, malloc_usable_size(p)) + malloc_usable_size(p);
+        size_t peak = atomic_load(&mem_peak);
+        while (now > peak && !atomic_compare_exchange_weak(&mem_peak, &peak, now)) {}
+    }
+    return p;
+}
+
+void __wrap_free(void *p) {
+    if (p && atomic_load(&mem_track)) atomic_fetch_sub(&mem_now, malloc_usable_size(p));
+    __real_free(p);
+}
+
+static void test_attention_memory(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
+    const size_t nq = (size_t)(B * T * NH * HS), nk = (size_t)(B * T * NKV * HS);
+    float *q = vec(nq, 1), *k = vec(nk, 1), *v = vec(nk, 1), *g = vec(nq, 1);
+    float *o = zeros(nq), *lse = zeros((size_t)(B * NH * T)), *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
+    size_t peak[2];
+    for (int pass = 0; pass < 2; pass++) {
+        atomic_store(&mem_now, 0);
+        atomic_store(&mem_peak, 0);
+        atomic_store(&mem_track, 1);
+        if (pass == 0) attention_forward(o, lse, q, k, v, NULL, B, T, NH, NKV, HS);
+        else attention_backward(dq, dk, dv, g, q, k, v, o, lse, NULL, B, T, NH, NKV, HS);
+        atomic_store(&mem_track, 0);
+        peak[pass] = atomic_load(&mem_peak);
+    }
+    const size_t est = attention_work_bytes(B, T, NH, NKV, HS, omp_get_max_threads());
+    const size_t most = peak[0] > peak[1] ? peak[0] : peak[1];
+    /* the estimate counts requested bytes, malloc_usable_size a few more a block: up to a page
+     * for each of the four large (mmap'd) ones, 16 bytes for the small ones. So equal within
+     * 24 KiB, less than the smallest buffer a term could miss (one packed block, 32 KiB at HS 64;
+     * leaving one out per thread is caught), and never below what was held */
+    char name[200], why[200];
+    snprintf(name, sizeof name, "attention_work_bytes equals the peak the kernel allocates (B=%lld T=%lld NH=%lld "
+             "NKV=%lld HS=%lld, %d threads)", (long long)B, (long long)T, (long long)NH, (long long)NKV,
+             (long long)HS, omp_get_max_threads());
+    snprintf(why, sizeof why, "estimate %zu bytes, measured peak forward %zu, backward %zu", est, peak[0], peak[1]);
+    tu_report(most >= est && most <= est + 24576, name, "%s", why);
+    free(q); free(k); free(v); free(g); free(o); free(lse); free(dq); free(dk); free(dv);
+}
+
 int main(void) {
     rng.state = tu_seed(1234);
     test_embed();
@@ -409,6 +465,8 @@ int main(void) {
     test_linear();
     test_rope();
     test_attention();
+    test_attention_memory(2, 300, 4, 2, 64);
+    test_attention_memory(1, 2048, 9, 3, 64);
     test_swiglu();
     test_residual();
     test_crossentropy();
