@@ -417,7 +417,8 @@ static atomic_size_t mem_now, mem_peak;
 void *__wrap_malloc(size_t n) {
     void *p = __real_malloc(n);
     if (p && atomic_load(&mem_track)) {
-        size_t now = atomic_fetch_add(&mem_now, malloc_usable_size(p)) + malloc_usable_size(p);
+        const size_t n_held = malloc_usable_size(p);
+        size_t now = atomic_fetch_add(&mem_now, n_held) + n_held;
         size_t peak = atomic_load(&mem_peak);
         while (now > peak && !atomic_compare_exchange_weak(&mem_peak, &peak, now)) {}
     }
