@@ -51,10 +51,10 @@ int main(int argc, char **argv) {
     float loss = 0;
     for (int s = 0; s <= steps; s++) {   /* step 0 warms up (allocation, page faults) */
         double t0 = now();
-        if (model_forward(&m, tok, tgt, 1, T, &loss, &err) != RX_OK) { fprintf(stderr, "%s\n", err.msg); return 2; }
-        double t1 = now();
+        /* the trainer's call: forward with the LM head's gradient, then backward */
         model_zero_grad(&m);
-        model_backward(&m);
+        double t1 = now();   /* (zeroing counted with the forward) */
+        if (model_forward_backward(&m, tok, tgt, 1, T, &loss, &err) != RX_OK) { fprintf(stderr, "%s\n", err.msg); return 2; }
         double t2 = now();
         adamw_step(m.params, m.grads, am, av, ranges, m.table.count, &ac, 1e-5, s + 1);
         double t3 = now();
@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double rss_mib = (double)ru.ru_maxrss / 1024.0;
     ModelMemory mm = model_memory(&cfg, 1, T);
-    printf("ropex %-12s T=%-5lld recompute=%d: %8.1f tokens/s  step %.2f s (fwd %.2f bwd %.2f adamw %.2f)  "
+    printf("ropex %-12s T=%-5lld recompute=%d: %8.1f tokens/s  step %.2f s (zero %.2f fwd+bwd %.2f adamw %.2f)  "
            "%.2f GFLOP/token  %.1f GFLOP/s  MFU %.1f%% of %.0f  peak RSS %.0f MiB (predicted %.0f)  loss %.4f\n",
            preset, (long long)T, recompute, tps, step, tf / steps, tb / steps, to / steps, flops_tok / 1e9,
            gflops, 100 * gflops / peak, peak, rss_mib,

@@ -345,8 +345,17 @@ static void layer_forward(Model *m, int64_t l, int again) {
     residual_forward(m->acts.resid + (l + 1) * N * C, s.mid, m->scr.proj, (size_t)(N * C));
 }
 
-RxStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
-                       int64_t B, int64_t T, float *loss, RxError *err) {
+/* LM head + cross-entropy of one chunk of n rows from row r0, logits in scr.logits: the
+ * gradient of the mean loss into scr.dln and the head's weights (scale = 1 / counted targets) */
+static void head_backward(Model *m, int64_t r0, int64_t n, float scale) {
+    const int64_t C = m->cfg.dim, V = m->cfg.vocab;
+    crossentropy_backward(m->scr.logits, m->targets + r0, scale, n, V);
+    linear_backward(m->scr.dln + r0 * C, m->g.lm_head, m->scr.logits, m->acts.lnf + r0 * C, m->w.lm_head, n, C, V);
+}
+
+/* with_grad: also the LM head's backward, chunk by chunk on the logits just computed */
+static RxStatus forward(Model *m, const int32_t *tokens, const int32_t *targets, int64_t B, int64_t T,
+                        float *loss, int with_grad, RxError *err) {
     const ModelConfig *c = &m->cfg;
     if (B <= 0 || T <= 0) return rx_fail(err, RX_ERR_CONFIG, "batch %lldx%lld: expected B, T > 0",
                                          (long long)B, (long long)T);
@@ -373,19 +382,38 @@ RxStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
 
     m->n_counted = 0;
     m->loss = NAN;
+    m->head_done = 0;
     if (targets) {
         for (int64_t n = 0; n < N; n++) m->n_counted += targets[n] >= 0;
+        if (with_grad) memset(m->scr.dln, 0, (size_t)(N * C) * sizeof(float));
+        const int head = with_grad && m->n_counted > 0;
         double sum = 0;   /* summed in row order: independent of the thread count */
         for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
             int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;
             model_logits(m, r0, n, m->scr.logits);
             crossentropy_forward(m->scr.losses, m->scr.logits, targets + r0, n, c->vocab);
             for (int64_t i = 0; i < n; i++) sum += m->scr.losses[i];
+            if (head) head_backward(m, r0, n, 1.0f / (float)m->n_counted);
         }
         if (m->n_counted > 0) m->loss = (float)(sum / (double)m->n_counted);
+        m->head_done = with_grad;
     }
     if (loss) *loss = m->loss;
     return RX_OK;
+}
+
+RxStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
+                       int64_t B, int64_t T, float *loss, RxError *err) {
+    return forward(m, tokens, targets, B, T, loss, 0, err);
+}
+
+RxStatus model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targets,
+                                int64_t B, int64_t T, float *loss, RxError *err) {
+    if (!targets) return rx_fail(err, RX_ERR_CONFIG, "forward-backward needs targets");
+    ASSERT(m->grads);
+    RxStatus st = forward(m, tokens, targets, B, T, loss, 1, err);
+    if (st == RX_OK) model_backward(m);
+    return st;
 }
 
 void model_logits(Model *m, int64_t row0, int64_t n, float *out) {
@@ -442,23 +470,23 @@ static void layer_backward(Model *m, int64_t l) {
 void model_backward(Model *m) {
     const ModelConfig *c = &m->cfg;
     ASSERT(m->grads && m->targets && m->B > 0);
-    const int64_t N = m->B * m->T, C = c->dim, V = c->vocab;
+    const int64_t N = m->B * m->T, C = c->dim;
     const Activations *a = &m->acts;
     Scratch *s = &m->scr;
     const size_t NC = (size_t)(N * C);
 
-    /* LM head + cross-entropy, chunk by chunk, logits recomputed (never T x V) */
-    memset(s->dln, 0, NC * sizeof(float));
-    if (m->n_counted > 0) {
-        const float scale = 1.0f / (float)m->n_counted;   /* loss = mean over counted targets */
-        for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
-            int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;
-            model_logits(m, r0, n, s->logits);
-            crossentropy_backward(s->logits, m->targets + r0, scale, n, V);
-            linear_backward(s->dln + r0 * C, m->g.lm_head, s->logits, a->lnf + r0 * C,
-                            m->w.lm_head, n, C, V);
-        }
+    /* LM head + cross-entropy, chunk by chunk, logits recomputed (never T x V), unless the
+     * forward already did it */
+    if (!m->head_done) {
+        memset(s->dln, 0, NC * sizeof(float));
+        if (m->n_counted > 0)   /* loss = mean over counted targets */
+            for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
+                int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;
+                model_logits(m, r0, n, s->logits);
+                head_backward(m, r0, n, 1.0f / (float)m->n_counted);
+            }
     }
+    m->head_done = 0;   /* the next backward needs its own forward */
     memset(s->dresid, 0, NC * sizeof(float));
     rmsnorm_backward(s->dresid, m->g.final_norm, s->dln, a->resid + c->n_layers * N * C,
                      m->w.final_norm, a->rstdf, N, C);

@@ -110,6 +110,50 @@ static void test_recompute(void) {
     model_free(&b);
 }
 
+/* model_forward_backward (the LM head's gradient taken in the forward, logits computed once)
+ * must give exactly the loss and gradients of model_forward + model_backward: tied and untied
+ * heads, with and without recomputation, several cross-entropy chunks, ignored targets; and a
+ * following plain backward must still run the head itself. */
+static void test_forward_backward(void) {
+    const int64_t B = 2, T = 300, N = B * T;   /* 600 rows: three CE chunks, the last partial */
+    int32_t *tok = malloc(N * 4), *tgt = malloc(N * 4);
+    int ok = 1;
+    char why[200] = "";
+    for (int tied = 0; tied <= 1; tied++)
+        for (int rec = 0; rec <= 1; rec++) {
+            ModelConfig cfg = small_config(tied);
+            Model a, b;
+            RxError err;
+            ASSERT(model_init(&a, &cfg, &err) == RX_OK && model_alloc_grads(&a, &err) == RX_OK);
+            ASSERT(model_init(&b, &cfg, &err) == RX_OK && model_alloc_grads(&b, &err) == RX_OK);
+            model_init_random(&a, seed + 21 + (uint64_t)tied, 0.2f);
+            memcpy(b.params, a.params, a.table.total * 4);
+            a.recompute = b.recompute = rec;
+            make_batch(tok, tgt, N, T, cfg.vocab, seed + 22);
+            for (int64_t n = 0; n < N; n += 7) tgt[n] = -1;
+            float la, lb;
+            for (int rep = 0; rep < 2; rep++) {   /* twice: gradients accumulate */
+                ASSERT(model_forward(&a, tok, tgt, B, T, &la, &err) == RX_OK);
+                model_backward(&a);
+                ASSERT(model_forward_backward(&b, tok, tgt, B, T, &lb, &err) == RX_OK);
+            }
+            int same = la == lb && !memcmp(a.grads, b.grads, a.table.total * 4);
+            /* a plain forward + backward after a fused one: the head is not skipped */
+            ASSERT(model_forward(&a, tok, tgt, B, T, &la, &err) == RX_OK);
+            model_backward(&a);
+            ASSERT(model_forward(&b, tok, tgt, B, T, &lb, &err) == RX_OK);
+            model_backward(&b);
+            same = same && !memcmp(a.grads, b.grads, a.table.total * 4);
+            if (!same && ok) snprintf(why, sizeof why, "tied %d recompute %d: loss %.9g vs %.9g", tied, rec, la, lb);
+            ok = ok && same;
+            model_free(&a);
+            model_free(&b);
+        }
+    tu_report(ok, "forward_backward (head gradient in the forward): loss and gradients bit-identical to "
+              "forward + backward, tied and untied, with and without recompute", "%s", why);
+    free(tok); free(tgt);
+}
+
 /* Table of impossible configs and the message each must give. */
 static void test_config_errors(void) {
     struct { const char *what; void (*edit)(ModelConfig *); const char *expect; } cases[] = {
@@ -235,6 +279,7 @@ int main(void) {
     set_threads(2);
     test_determinism();
     test_recompute();
+    test_forward_backward();
     test_config_errors();
     test_memory_and_table();
     test_model_fd();

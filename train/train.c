@@ -394,8 +394,7 @@ int cmd_train(int argc, char **argv) {
             if (a / (A / world) != rank) continue;
             m.docs = rc.doc_mask ? b.docs : NULL;
             float loss;
-            if (model_forward(&m, b.inp, b.tgt, B, T, &loss, &e) != RX_OK) die("%s", e.msg);
-            model_backward(&m);
+            if (model_forward_backward(&m, b.inp, b.tgt, B, T, &loss, &e) != RX_OK) die("%s", e.msg);
             loss_sum += loss;
         }
         /* the ranks meet first, so that the all-reduce's time is the transfer and not the wait
