@@ -26,6 +26,7 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     cpu_pick_blas_kernels(argv);
+    cpu_keep_freed_memory();
     if (argc != 5) { fprintf(stderr, "usage: bench_train PRESET T STEPS RECOMPUTE\n"); return 2; }
     const char *preset = argv[1];
     int64_t T = atoll(argv[2]);

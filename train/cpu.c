@@ -6,6 +6,10 @@
 #include "cpu.h"
 
 #include <cblas.h>
+#include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +23,15 @@ static int has_avx512_for_skylakex(void) {
            __builtin_cpu_supports("avx512vl");
 #else
     return 0;
+#endif
+}
+
+void cpu_keep_freed_memory(void) {
+#ifdef __GLIBC__
+    /* 32 MiB is the largest mmap threshold glibc accepts on 64-bit; larger blocks stay mmapped.
+     * Measured (SmolLM-135M shape, T=2048, 3 steps): 1.35 M page faults instead of 1.78 M. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
 #endif
 }
 

@@ -122,6 +122,7 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);   /* progress lines appear as they happen, also through a pipe or in a log */
     cpu_pick_blas_kernels(argv);
+    cpu_keep_freed_memory();
     if (argc < 2) { usage(stderr); return 2; }
     if (is_help(argv[1])) { usage(stdout); return 0; }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
