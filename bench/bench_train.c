@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
         double t0 = now();
         /* the trainer's call: forward with the LM head's gradient, then backward */
         model_zero_grad(&m);
-        double t1 = now();   /* (zeroing counted with the forward) */
+        double t1 = now();   /* zeroing timed apart ("zero" in the line below) */
         if (model_forward_backward(&m, tok, tgt, 1, T, &loss, &err) != RX_OK) { fprintf(stderr, "%s\n", err.msg); return 2; }
         double t2 = now();
         adamw_step(m.params, m.grads, am, av, ranges, m.table.count, &ac, 1e-5, s + 1);
