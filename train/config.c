@@ -40,6 +40,8 @@ static const Key KEYS[] = {
     {"data", "dir", K_STR, F(data_dir), 0, 0, NULL, 1, "", "dataset made by `ropex data prepare` (required)"},
     {"data", "mix", K_STR, F(data_mix), 0, 0, NULL, 1, "", "domain weights, e.g. books:0.4 code:0.3 passkey:0.3 (empty: by tokens)"},
     {"data", "seq_len", K_INT, F(seq_len), 1, 1 << 24, NULL, 1, "0", "tokens per sequence (required)"},
+    {"data", "short_seq_len", K_INT, F(short_seq_len), 0, 1 << 24, NULL, 0, "0", "warmup: the first short_steps steps cut each sequence into rows of this many tokens"},
+    {"data", "short_steps", K_INT, F(short_steps), 0, 1e12, NULL, 0, "0", "... (same data, same tokens per step; 0: off)"},
     {"data", "upsample_below", K_INT, F(upsample_below), 0, 1e15, NULL, 1, "0", "documents shorter than this many tokens ..."},
     {"data", "upsample_keep", K_DOUBLE, F(upsample_keep), 0, 1, NULL, 1, "1", "... are kept with this probability (Fu et al. 2024: 4096, 0.1)"},
     {"data", "add_bos", K_BOOL, F(add_bos), 0, 1, NULL, 1, "true", "start each document with the tokenizer's BOS"},
@@ -269,6 +271,12 @@ int config_check_train(const RunConfig *rc, char *err, size_t errlen) {
     const char *src = rc->source[0] ? rc->source : "config";
     if (!rc->data_dir[0]) { snprintf(err, errlen, "%s: data.dir is required (a dataset made by `ropex data prepare`)", src); return -1; }
     if (rc->seq_len <= 0) { snprintf(err, errlen, "%s: data.seq_len is required (tokens per sequence, e.g. 8192)", src); return -1; }
+    if (rc->short_steps > 0 && (rc->short_seq_len <= 0 || rc->short_seq_len >= rc->seq_len || rc->seq_len % rc->short_seq_len)) {
+        snprintf(err, errlen, "%s: data.short_seq_len = %lld must divide data.seq_len = %lld and be smaller (data.short_steps = %lld)",
+                 src, (long long)rc->short_seq_len, (long long)rc->seq_len, (long long)rc->short_steps);
+        return -1;
+    }
+    if (rc->short_seq_len > 0 && rc->short_steps == 0) { snprintf(err, errlen, "%s: data.short_seq_len is set but data.short_steps is 0 (the steps that use it)", src); return -1; }
     if (rc->steps <= 0) { snprintf(err, errlen, "%s: train.steps is required (optimizer steps, e.g. 1000)", src); return -1; }
     if (!rc->out_dir[0]) { snprintf(err, errlen, "%s: train.out_dir is required (the run directory)", src); return -1; }
     return 0;

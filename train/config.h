@@ -38,6 +38,7 @@ typedef struct {
     /* [data] */
     char data_dir[CONFIG_PATH_MAX], data_mix[1024];
     int64_t seq_len, upsample_below, eval_sequences;
+    int64_t short_seq_len, short_steps;   /* sequence-length warmup: 0 = off */
     double upsample_keep;
     int64_t add_bos, doc_mask;
     char on_corrupt[16];

@@ -356,6 +356,10 @@ int cmd_train(int argc, char **argv) {
            (long long)B, (long long)T, omp_get_max_threads());
     if (world > 1) printf(" per rank, %d ranks of %lld micro-batches each", world, (long long)(A / world));
     printf("\n");
+    if (rc.short_steps > 0)
+        printf("sequence-length warmup: steps 1-%lld train each sequence as %lld rows of %lld tokens\n",
+               (long long)(rc.short_steps < rc.steps ? rc.short_steps : rc.steps), (long long)(T / rc.short_seq_len),
+               (long long)rc.short_seq_len);
     if (m.cfg.vocab < stream_vocab_size(stream))
         die("data.dir %s was tokenized with %lld token ids but the model's vocabulary has %lld", rc.data_dir,
             (long long)stream_vocab_size(stream), (long long)m.cfg.vocab);
@@ -382,8 +386,8 @@ int cmd_train(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
-    double t_start = now_s(), t_steps = 0;
-    int64_t bad = 0, skipped_total = 0, done_here = 0;
+    double t_start = now_s(), t_steps[2] = {0, 0};   /* [0] short-row steps, [1] full-length ones */
+    int64_t bad = 0, skipped_total = 0, done_here[2] = {0, 0};
     for (int64_t step = start; step < rc.steps; step++) {
         double t0 = now_s(), w0 = stream_wait_seconds(stream);
         model_zero_grad(&m);
@@ -393,8 +397,11 @@ int cmd_train(int argc, char **argv) {
             if (next_batch(stream, &b, B, T, err, sizeof err)) die("data: %s", err);
             if (a / (A / world) != rank) continue;
             m.docs = rc.doc_mask ? b.docs : NULL;
+            /* sequence-length warmup: the B x T batch, row-major, is read as (B T / Ts) x Ts rows
+             * (the same tokens and targets; each row's document ids stay non-decreasing) */
+            const int64_t Ts = step < rc.short_steps ? rc.short_seq_len : T;
             float loss;
-            if (model_forward_backward(&m, b.inp, b.tgt, B, T, &loss, &e) != RX_OK) die("%s", e.msg);
+            if (model_forward_backward(&m, b.inp, b.tgt, B * (T / Ts), Ts, &loss, &e) != RX_OK) die("%s", e.msg);
             loss_sum += loss;
         }
         /* the ranks meet first, so that the all-reduce's time is the transfer and not the wait
@@ -415,9 +422,14 @@ int cmd_train(int argc, char **argv) {
         if (ok) { adamw_step(m.params, m.grads, am, av, ranges, m.table.count, &ac, lr, step + 1); bad = 0; }
         else { bad++; skipped_total++; }
         double dt = now_s() - t0, wait = stream_wait_seconds(stream) - w0;
-        t_steps += dt;
-        done_here++;
-        double eta = t_steps / (double)done_here * (double)(rc.steps - step - 1);
+        const int full = step >= rc.short_steps;
+        t_steps[full] += dt;
+        done_here[full]++;
+        /* ETA from each phase's mean step time (a full-length step not yet seen: the short one's) */
+        const double mean_short = done_here[0] ? t_steps[0] / (double)done_here[0] : 0,
+                     mean_full = done_here[1] ? t_steps[1] / (double)done_here[1] : mean_short;
+        const int64_t left_short = rc.short_steps > step + 1 ? rc.short_steps - step - 1 : 0;
+        double eta = mean_short * (double)left_short + mean_full * (double)(rc.steps - step - 1 - left_short);
         char el[32], et[32];
         fmt_time(now_s() - t_start, el, sizeof el);
         fmt_time(eta, et, sizeof et);

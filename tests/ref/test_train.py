@@ -414,6 +414,35 @@ def test_signals(data):
            r.stderr.strip()[:200])
 
 
+def test_short_sequences(data):
+    """Sequence-length warmup (data.short_seq_len, data.short_steps): a 256-token run whose first
+    3 steps cut each sequence into 4 rows of 64 equals, on those steps, a run of 4 x 64-token
+    sequences (one domain, so the stream's 64-token sequences are the same tokens; the stream
+    packs a sequence's last target as the next one's first token): losses and step-3 weights
+    bit-identical; from step 4 on it trains the whole 256 tokens, so its loss there differs."""
+    one = CONFIG.format(data=data, out="{out}").replace("mix = books:0.5 code:0.3 passkey:0.2", "mix = books:1.0") \
+        .replace("steps = 40", "steps = 5").replace("grad_accum = 2", "grad_accum = 1").replace("save_every = 10", "save_every = 3")
+    runs = {}
+    for name, text in (("warm", one.replace("micro_batch = 2", "micro_batch = 1").replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 64\nshort_steps = 3")),
+                       ("rows", one.replace("micro_batch = 2", "micro_batch = 4").replace("seq_len = 256", "seq_len = 64"))):
+        out = os.path.join(TMP, "short-" + name)
+        p = os.path.join(TMP, f"short-{name}.ini")
+        with open(p, "w") as f:
+            f.write(text.replace("{out}", out))
+        r = ropex("train", p, "--fresh")
+        if r.returncode != 0:
+            report(False, "sequence-length warmup", f"{name}: {r.stderr.strip()[-300:]}")
+            return
+        runs[name] = (losses(out), weights(os.path.join(out, "step-00000003.h5")), r.stdout)
+    (lw, ww, say), (lr, wr, _) = runs["warm"], runs["rows"]
+    same_w = ww.keys() == wr.keys() and all(np.array_equal(ww[k], wr[k]) for k in ww)
+    same_l = all(lw[s] == lr[s] for s in (1, 2, 3))
+    report(same_l and same_w and lw[4] != lr[4] and "steps 1-3 train each sequence as 4 rows of 64 tokens" in say,
+           "sequence-length warmup: steps 1-3 bit-identical to 4 x 64-token rows of the same data, step 4 on 256",
+           f"losses 1-3 {'identical' if same_l else 'DIFFER'}, step-3 weights {'identical' if same_w else 'DIFFER'}, "
+           f"step 4 {lw[4]:.6f} (rows: {lr[4]:.6f})")
+
+
 def test_config_errors(data):
     base = CONFIG.format(data=data, out=os.path.join(TMP, "errs"))
     cases = [
@@ -427,6 +456,10 @@ def test_config_errors(data):
         ("dynamic rope refused", base.replace("scaling = linear", "scaling = dynamic"), "rope.rope_type = dynamic is an inference-time method"),
         ("bad mix", base.replace("books:0.5", "books=0.5"), "data.mix: 'books=0.5' is not name:weight"),
         ("unknown domain", base.replace("books:0.5", "novels:0.5"), "data.mix names domain 'novels'"),
+        ("short rows do not divide", base.replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 100\nshort_steps = 5"),
+         ": data.short_seq_len = 100 must divide data.seq_len = 256 and be smaller (data.short_steps = 5)"),
+        ("short rows without steps", base.replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 64"),
+         ": data.short_seq_len is set but data.short_steps is 0 (the steps that use it)"),
         ("vocab too small", base.replace("vocab_size = 640", "vocab_size = 100"), "tokenizer.json has 610 tokens but the model's vocab_size is 100: set model.vocab_size >= 610"),
     ]
     for name, text, want in cases:
@@ -458,6 +491,7 @@ def main():
         test_recall()
         test_nan_guard(data, os.path.join(TMP, "straight", "final.h5"))
         test_signals(data)
+        test_short_sequences(data)
         test_config_errors(data)
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
