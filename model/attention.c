@@ -234,6 +234,13 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                     const int64_t qb = nblk - 1 - rev;
                     const int64_t q0 = qb * ATT_BLOCK, nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
                     const int64_t kh = h / G;
+                    if (mk && q0 + nq <= mk->q_from) {   /* rows nobody reads: zeros, no work */
+                        for (int64_t i = 0; i < nq; i++) {
+                            memset(out + (b * T + q0 + i) * qs + h * HS, 0, sizeof(float) * (size_t)HS);
+                            lse[(b * NH + h) * T + q0 + i] = 0;
+                        }
+                        continue;
+                    }
                     const int32_t *doc = mk && mk->doc ? mk->doc + b * T : NULL;
                     const float *qp = q + (b * T + q0) * qs + h * HS;
                     if (tiles) pack_rows(qa, qp, qs, nq, HS, tiles);

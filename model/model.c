@@ -332,17 +332,24 @@ static void layer_forward(Model *m, int64_t l, int again) {
     linear_forward(s.v, s.ln1, w->wv, N, C, KD, 0);
     rope_forward(s.q, s.q, &m->rope, m->pos, N, NH, HS);
     rope_forward(s.k, s.k, &m->rope, m->pos, N, NKV, HS);
-    const AttnMask mk = {m->docs, 0, 0};
-    if (!again) attention_forward(s.att, s.lse, s.q, s.k, s.v, m->docs ? &mk : NULL, B, T, NH, NKV, HS);
-    linear_forward(m->scr.proj, s.att, w->wo, N, QD, C, 0);
-    residual_forward(s.mid, x, m->scr.proj, (size_t)(N * C));
-    rmsnorm_forward(s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->norm_eps);
-    linear_forward(s.gate, s.ln2, w->wgate, N, C, H, 0);
-    linear_forward(s.up, s.ln2, w->wup, N, C, H, 0);
-    swiglu_forward(s.act, s.gate, s.up, N, H);
+    /* the last layer of an evaluation forward skips the rows nobody reads (Model.rows_from) */
+    const int64_t skip = !again && l == c->n_layers - 1 && m->rows_from > 0 ? m->rows_from : 0;
+    const AttnMask mk = {m->docs, 0, 0, skip};
+    if (!again) attention_forward(s.att, s.lse, s.q, s.k, s.v, m->docs || skip ? &mk : NULL, B, T, NH, NKV, HS);
+    /* rows r0.. of the row-wise rest: with one sequence, the rows >= rows_from; its rows before
+     * are then left as zeros in resid[l+1] (finite, so the final norm stays finite) */
+    const int64_t r0 = B == 1 ? skip : 0, n = N - r0;
+    float *out = m->acts.resid + (l + 1) * N * C;
+    if (r0 > 0) memset(out, 0, sizeof(float) * (size_t)(r0 * C));
+    linear_forward(m->scr.proj + r0 * C, s.att + r0 * QD, w->wo, n, QD, C, 0);
+    residual_forward(s.mid + r0 * C, x + r0 * C, m->scr.proj + r0 * C, (size_t)(n * C));
+    rmsnorm_forward(s.ln2 + r0 * C, s.rstd2 + r0, s.mid + r0 * C, w->ln2, n, C, c->norm_eps);
+    linear_forward(s.gate + r0 * H, s.ln2 + r0 * C, w->wgate, n, C, H, 0);
+    linear_forward(s.up + r0 * H, s.ln2 + r0 * C, w->wup, n, C, H, 0);
+    swiglu_forward(s.act + r0 * H, s.gate + r0 * H, s.up + r0 * H, n, H);
     if (again) return;
-    linear_forward(m->scr.proj, s.act, w->wdown, N, H, C, 0);
-    residual_forward(m->acts.resid + (l + 1) * N * C, s.mid, m->scr.proj, (size_t)(N * C));
+    linear_forward(m->scr.proj + r0 * C, s.act + r0 * H, w->wdown, n, H, C, 0);
+    residual_forward(out + r0 * C, s.mid + r0 * C, m->scr.proj + r0 * C, (size_t)(n * C));
 }
 
 /* LM head + cross-entropy of one chunk of n rows from row r0, logits in scr.logits: the
@@ -389,7 +396,9 @@ static RxStatus forward(Model *m, const int32_t *tokens, const int32_t *targets,
         const int head = with_grad && m->n_counted > 0;
         double sum = 0;   /* summed in row order: independent of the thread count */
         for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
-            int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;
+            int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK, counted = 0;
+            for (int64_t i = 0; i < n && !counted; i++) counted = targets[r0 + i] >= 0;
+            if (!counted && !head) continue;   /* no target here: no logits needed (forward only) */
             model_logits(m, r0, n, m->scr.logits);
             crossentropy_forward(m->scr.losses, m->scr.logits, targets + r0, n, c->vocab);
             for (int64_t i = 0; i < n; i++) sum += m->scr.losses[i];
@@ -453,7 +462,7 @@ static void layer_backward(Model *m, int64_t l) {
     ZERO(s->datt, N * QD);
     linear_backward(s->datt, g->wo, s->dproj, a.att, w->wo, N, QD, C);
     ZERO(s->dq, N * QD); ZERO(s->dk, N * KD); ZERO(s->dv, N * KD);
-    const AttnMask mk = {m->docs, 0, 0};
+    const AttnMask mk = {m->docs, 0, 0, 0};
     attention_backward(s->dq, s->dk, s->dv, s->datt, a.q, a.k, a.v, a.att, a.lse, m->docs ? &mk : NULL, B, T, NH,
                        NKV, HS);
     ZERO(s->dq_pre, N * QD); ZERO(s->dk_pre, N * KD);
@@ -470,6 +479,7 @@ static void layer_backward(Model *m, int64_t l) {
 void model_backward(Model *m) {
     const ModelConfig *c = &m->cfg;
     ASSERT(m->grads && m->targets && m->B > 0);
+    ASSERT(m->rows_from == 0);   /* a forward that skipped rows has no backward */
     const int64_t N = m->B * m->T, C = c->dim;
     const Activations *a = &m->acts;
     Scratch *s = &m->scr;

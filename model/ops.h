@@ -36,6 +36,8 @@ void linear_forward_naive(float *out, const float *x, const float *w, int64_t N,
 typedef struct {
     const int32_t *doc;
     int64_t sink, window;
+    int64_t q_from;   /* attention_forward only: query rows t < q_from of each sequence are not
+                       * needed; their output and lse are written as 0 (rows >= q_from unchanged) */
 } AttnMask;
 
 static inline int attn_allowed(const AttnMask *mk, const int32_t *doc_row, int64_t i, int64_t j) {

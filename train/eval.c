@@ -42,7 +42,10 @@ int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int
             int64_t first_counted = !aligned && end == need ? 0 : window - stride;
             for (int64_t t = 0; t < window; t++) tgt[t] = t >= first_counted ? doc[start + t + 1] : -1;
             float loss;
-            if (model_forward(m, doc + start, tgt, 1, window, &loss, &e) != RX_OK) { free(tgt); return data_fail(err, errlen, "%s", e.msg); }
+            m->rows_from = first_counted;   /* only the counted rows' logits are read */
+            RxStatus st = model_forward(m, doc + start, tgt, 1, window, &loss, &e);
+            m->rows_from = 0;
+            if (st != RX_OK) { free(tgt); return data_fail(err, errlen, "%s", e.msg); }
             out->nll += (double)loss * (double)m->n_counted;
             out->tokens += m->n_counted;
             out->windows++;
@@ -99,7 +102,10 @@ int passkey_trial(Model *m, const int32_t *prompt, int64_t n, const int32_t *ans
     memcpy(seq, prompt, sizeof(int32_t) * (size_t)n);
     memcpy(seq + n, answer, sizeof(int32_t) * (size_t)(n_answer - 1));
     RxError e;
-    if (model_forward(m, seq, NULL, 1, T, NULL, &e) != RX_OK) { free(seq); return data_fail(err, errlen, "%s", e.msg); }
+    m->rows_from = n - 1;   /* only the answer positions' logits are read */
+    RxStatus st = model_forward(m, seq, NULL, 1, T, NULL, &e);
+    m->rows_from = 0;
+    if (st != RX_OK) { free(seq); return data_fail(err, errlen, "%s", e.msg); }
     float *logits = malloc(sizeof(float) * (size_t)(n_answer * m->cfg.vocab));
     model_logits(m, n - 1, n_answer, logits);
     int ok = 1;
