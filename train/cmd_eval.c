@@ -162,6 +162,7 @@ int cmd_eval(int argc, char **argv) {
             float *row = malloc(sizeof(float) * (size_t)m.cfg.vocab);
             printf("[");
             for (int64_t g = 0; g < generate; g++, n++) {
+                m.rows_from = n - 1;   /* only the last row's logits are read */
                 if (model_forward(&m, ids, NULL, 1, n, NULL, &e) != RX_OK) die("%s", e.msg);
                 model_logits(&m, n - 1, 1, row);
                 int64_t best = 0;
@@ -170,6 +171,7 @@ int cmd_eval(int argc, char **argv) {
                 printf(g ? ", %lld" : "%lld", (long long)best);
             }
             printf("]\n");
+            m.rows_from = 0;
             free(row);
         } else {
             double *lp = malloc(sizeof(double) * (size_t)(n + 1));
