@@ -396,9 +396,12 @@ static RxStatus forward(Model *m, const int32_t *tokens, const int32_t *targets,
         const int head = with_grad && m->n_counted > 0;
         double sum = 0;   /* summed in row order: independent of the thread count */
         for (int64_t r0 = 0; r0 < N; r0 += CE_CHUNK) {
-            int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK, counted = 0;
-            for (int64_t i = 0; i < n && !counted; i++) counted = targets[r0 + i] >= 0;
-            if (!counted && !head) continue;   /* no target here: no logits needed (forward only) */
+            int64_t n = N - r0 < CE_CHUNK ? N - r0 : CE_CHUNK;
+            if (!head) {   /* forward only: a chunk without a counted target needs no logits */
+                int counted = 0;
+                for (int64_t i = 0; i < n && !counted; i++) counted = targets[r0 + i] >= 0;
+                if (!counted) continue;
+            }
             model_logits(m, r0, n, m->scr.logits);
             crossentropy_forward(m->scr.losses, m->scr.logits, targets + r0, n, c->vocab);
             for (int64_t i = 0; i < n; i++) sum += m->scr.losses[i];

@@ -151,8 +151,9 @@ typedef struct {
                             * rows_from of each sequence are not read after the forward, so the
                             * last layer computes attention for rows >= rows_from only (and, with
                             * B = 1, its projections and MLP too); the loss, logits and final
-                            * activations of those rows are then exactly as with rows_from = 0,
-                            * the others are not meaningful. 0: every row */
+                            * activations of the later rows are then those of rows_from = 0 up to
+                            * float32 rounding (shorter matmuls), the earlier rows' are not
+                            * meaningful. 0: every row */
     const int32_t *tokens; /* (B, T) of the last forward, borrowed */
     const int32_t *targets;/* (B, T) or NULL; -1 = not counted */
     int64_t n_counted;     /* targets counted in the last forward's loss */

@@ -37,7 +37,8 @@ typedef struct {
     const int32_t *doc;
     int64_t sink, window;
     int64_t q_from;   /* attention_forward only: query rows t < q_from of each sequence are not
-                       * needed; their output and lse are written as 0 (rows >= q_from unchanged) */
+                       * needed; query blocks wholly before it are skipped (output and lse
+                       * written as 0), every other row is computed as without it */
 } AttnMask;
 
 static inline int attn_allowed(const AttnMask *mk, const int32_t *doc_row, int64_t i, int64_t j) {
