@@ -41,7 +41,8 @@ def main():
         rows.append({"shape": shape, "T": T, "ropex": ours, "pytorch": peer})
         print(f"  done {shape} T={T}", file=sys.stderr, flush=True)
     hdr = (f"{'shape':12s} {'T':>5s} {'recompute':>9s} {'tokens/s':>9s} {'GFLOP/tok':>9s} {'GFLOP/s':>8s} "
-           f"{'MFU':>6s} {'RSS MiB':>8s} | {'torch tok/s':>11s} {'torch RSS':>9s} | {'speed x':>7s} {'memory':>7s}")
+           f"{'MFU':>6s} {'RSS MiB':>8s} | {'torch tok/s':>11s} {'torch RSS':>9s} | {'speed x':>7s} {'memory':>7s} "
+           f"{'5x needs':>8s}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -51,10 +52,14 @@ def main():
             continue
         if "tokens_per_s" in p:
             ptxt = f"{p['tokens_per_s']:11.1f} {p['peak_rss_mib']:9.0f}"
-            ratio = f"{o['tokens_per_s'] / p['tokens_per_s']:7.1f} {o['peak_rss_mib'] / p['peak_rss_mib']:7.3f}"
+            # the model FLOP rate that 5x PyTorch's tokens/s would take, against this process's FMA peak
+            need = 5.0 * p["tokens_per_s"] * o["flops_per_token"] / 1e9
+            r["five_x_needs_gflops"], r["five_x_needs_of_peak"] = need, need / o["peak_gflops"]
+            ratio = (f"{o['tokens_per_s'] / p['tokens_per_s']:7.1f} {o['peak_rss_mib'] / p['peak_rss_mib']:7.3f} "
+                     f"{100 * need / o['peak_gflops']:7.0f}%")
         else:
             ptxt = f"{'n/a':>11s} {'n/a':>9s}"
-            ratio = f"{'':7s} {'':7s}"
+            ratio = f"{'':7s} {'':7s} {'':8s}"
         print(f"{r['shape']:12s} {r['T']:5d} {('layer' if o['recompute'] else 'none'):>9s} {o['tokens_per_s']:9.1f} "
               f"{o['flops_per_token'] / 1e9:9.3f} {o['gflops']:8.1f} {100 * o['mfu']:5.1f}% {o['peak_rss_mib']:8.0f} | "
               f"{ptxt} | {ratio}")
@@ -64,7 +69,8 @@ def main():
             print(f"{'':19s}PyTorch failed: {p['error']}")
     peak = next((r["ropex"]["peak_gflops"] for r in rows if "peak_gflops" in r["ropex"]), 0)
     print(f"FMA peak measured: {peak:.1f} GFLOP/s on {THREADS} threads; speed x = ropex tokens/s / PyTorch's; "
-          f"memory = ropex peak RSS / PyTorch's")
+          f"memory = ropex peak RSS / PyTorch's;\n5x needs = the model FLOP rate that 5x PyTorch's tokens/s takes, "
+          f"in % of the FMA peak (over 100%: no kernel can reach it on this machine)")
     out = os.path.join(ROOT, build, "bench-results.json")
     with open(out, "w") as f:
         json.dump({"threads": THREADS, "fma_peak_gflops": peak, "runs": rows}, f, indent=2)
