@@ -29,11 +29,25 @@ def run(cmd):
     return json.loads(line[-1])
 
 
+def cpu_name():
+    """the CPU as /proc/cpuinfo names it (model name, family, model): the ratios depend on it"""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                info.setdefault(k.strip(), v.strip())
+    except OSError:
+        return "unknown"
+    return f"{info.get('model name', 'unknown')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
     runs = RUNS[:2] if "--quick" in sys.argv else RUNS
     rows = []
-    print(f"training step (forward, backward, AdamW), micro-batch 1, {THREADS} threads")
+    cpu = cpu_name()
+    print(f"training step (forward, backward, AdamW), micro-batch 1, {THREADS} threads; CPU: {cpu}")
     for shape, T, steps, rec, tsteps in runs:
         ours = run([os.path.join(ROOT, build, "bench", "bench_train"), shape, str(T), str(steps), str(rec)])
         peer = run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ref", "bench_torch.py"), shape, str(T),
@@ -73,7 +87,7 @@ def main():
           f"in % of the FMA peak (over 100%: no kernel can reach it on this machine)")
     out = os.path.join(ROOT, build, "bench-results.json")
     with open(out, "w") as f:
-        json.dump({"threads": THREADS, "fma_peak_gflops": peak, "runs": rows}, f, indent=2)
+        json.dump({"threads": THREADS, "cpu": cpu, "fma_peak_gflops": peak, "runs": rows}, f, indent=2)
     print(f"results: {out}")
     return 0
 
