@@ -64,12 +64,7 @@ int main(int argc, char **argv) {
         if (t3 - t0 < best) best = t3 - t0;
     }
     double step = (tf + tb + to) / steps;
-    double n_matmul = 0;
-    for (int i = 0; i < m.table.count; i++)
-        if (m.table.entries[i].ndim == 2 && strcmp(m.table.entries[i].name, "model.embed_tokens.weight"))
-            n_matmul += (double)m.table.entries[i].numel;
-    n_matmul += (double)cfg.vocab * (double)cfg.dim * (cfg.tied ? 1 : 0);   /* tied: the head is the embedding */
-    double flops_tok = 6.0 * n_matmul + 6.0 * (double)cfg.n_layers * (double)T * (double)cfg.dim;
+    double flops_tok = model_flops_per_token(&cfg, T);
     double tps = (double)T / step, gflops = flops_tok * tps / 1e9;
     double peak = fma_peak_gflops(omp_get_max_threads());
     struct rusage ru;

@@ -253,6 +253,19 @@ static size_t scratch_layout(Scratch *s, float *base, const ModelConfig *c, int6
     return off;
 }
 
+double model_flops_per_token(const ModelConfig *cfg, int64_t T) {
+    ModelConfig c = *cfg;
+    ParamTable t;
+    if (model_config_validate(&c, NULL) != RX_OK || table_build(&t, &c, NULL) != RX_OK) return 0;
+    double n_matmul = 0;
+    for (int i = 0; i < t.count; i++)
+        if (t.entries[i].ndim == 2 && strcmp(t.entries[i].name, "model.embed_tokens.weight"))
+            n_matmul += (double)t.entries[i].numel;
+    if (c.tied) n_matmul += (double)c.vocab * (double)c.dim;   /* the head is the embedding */
+    free(t.entries);
+    return 6.0 * n_matmul + 6.0 * (double)c.n_layers * (double)T * (double)c.dim;
+}
+
 ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T) {
     ModelConfig c = *cfg;
     ModelMemory mm = {0};

@@ -177,6 +177,11 @@ const ParamEntry *model_param(const Model *m, const char *name);   /* NULL if ab
 /* attn: attention's transient buffers for one call at the current OpenMP thread count */
 typedef struct { size_t params, grads, acts, acts_recompute, scratch, rope, attn; } ModelMemory;
 ModelMemory model_memory(const ModelConfig *cfg, int64_t B, int64_t T);
+/* Model FLOPs of one training step (forward + backward) per token of a T-token sequence:
+ * 6 N_matmul + 6 L T C, N_matmul every matrix weight including the LM head (the embedding when
+ * tied; the input embedding lookup is not a matmul), 6 L T C causal attention's QK^T and PV
+ * forward and backward. The bench's MFU and the trainer's ETA before a phase has run use it. */
+double model_flops_per_token(const ModelConfig *cfg, int64_t T);
 
 /* Forward over tokens (B, T). targets (B, T) may be NULL (no loss: returns NAN). Returns the mean
  * cross-entropy over targets != -1 (NAN if none). Keeps pointers to tokens/targets until backward. */

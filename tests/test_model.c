@@ -245,6 +245,12 @@ static void test_memory_and_table(void) {
     /* SmolLM-135M has 134,515,008 parameters (HF's own count, tied embeddings) */
     tu_report(mm.params / 4 == 134515008, "smollm-135m shape has HF's parameter count",
               "%zu parameters", mm.params / 4);
+    /* model FLOPs per token: every parameter but the norms' weights is in a matmul (tied: the
+     * embedding is the head), so 6 (134,515,008 - 576 (2 L + 1)) + 6 L T C */
+    double want = 6.0 * (134515008.0 - 576.0 * 61.0) + 6.0 * 30.0 * 2048.0 * 576.0;
+    double got = model_flops_per_token(&c, 2048), got8k = model_flops_per_token(&c, 8192);
+    tu_report(got == want && got8k - got == 6.0 * 30.0 * 6144.0 * 576.0,
+              "model FLOPs per token: 6 N_matmul + 6 L T C", "%.0f at 2048 (want %.0f), %.0f at 8192", got, want, got8k);
     ModelConfig s = small_config(0);
     Model m;
     ASSERT(model_init(&m, &s, &err) == RX_OK && model_alloc_grads(&m, &err) == RX_OK);

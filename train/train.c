@@ -214,6 +214,24 @@ static void save_checkpoint(Run *r, int64_t step) {
     prune(r->rc->out_dir, r->rc->keep_last);
 }
 
+/* the command that continues this run: the same arguments without --fresh (which would delete
+ * it), each shell-quoted where it holds more than [A-Za-z0-9_./=:,+-] */
+static void resume_command(int argc, char **argv, char *out, size_t n) {
+    size_t w = (size_t)snprintf(out, n, "ropex train");
+    for (int i = 0; i < argc && w < n; i++) {
+        if (!strcmp(argv[i], "--fresh")) continue;
+        int plain = argv[i][0] != 0;
+        for (const char *c = argv[i]; *c; c++)
+            plain &= (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+                     strchr("_./=:,+-", *c) != NULL;
+        if (plain) { w += (size_t)snprintf(out + w, n - w, " %s", argv[i]); continue; }
+        w += (size_t)snprintf(out + w, n - w, " '");
+        for (const char *c = argv[i]; *c && w < n; c++)
+            w += (size_t)(*c == '\'' ? snprintf(out + w, n - w, "'\\''") : snprintf(out + w, n - w, "%c", *c));
+        if (w < n) w += (size_t)snprintf(out + w, n - w, "'");
+    }
+}
+
 int cmd_train(int argc, char **argv) {
     const char *cfg_path = NULL;
     int fresh = 0, force = 0, check = 0;
@@ -387,6 +405,9 @@ int cmd_train(int argc, char **argv) {
     signal(SIGTERM, on_signal);
 
     double t_start = now_s(), t_steps[2] = {0, 0};   /* [0] short-row steps, [1] full-length ones */
+    const double full_over_short = rc.short_steps > 0 ? model_flops_per_token(&m.cfg, T) /
+                                                            model_flops_per_token(&m.cfg, rc.short_seq_len)
+                                                      : 1.0;
     int64_t bad = 0, skipped_total = 0, done_here[2] = {0, 0};
     for (int64_t step = start; step < rc.steps; step++) {
         double t0 = now_s(), w0 = stream_wait_seconds(stream);
@@ -425,9 +446,12 @@ int cmd_train(int argc, char **argv) {
         const int full = step >= rc.short_steps;
         t_steps[full] += dt;
         done_here[full]++;
-        /* ETA from each phase's mean step time (a full-length step not yet seen: the short one's) */
+        /* ETA from each phase's mean step time; before a full-length step has run, the short one's
+         * scaled by the model FLOPs per token at each length (attention grows with the row length:
+         * the demo's 8 x 1024 -> 8192 is 2.65x) */
         const double mean_short = done_here[0] ? t_steps[0] / (double)done_here[0] : 0,
-                     mean_full = done_here[1] ? t_steps[1] / (double)done_here[1] : mean_short;
+                     mean_full = done_here[1] ? t_steps[1] / (double)done_here[1]
+                                              : mean_short * full_over_short;
         const int64_t left_short = rc.short_steps > step + 1 ? rc.short_steps - step - 1 : 0;
         double eta = mean_short * (double)left_short + mean_full * (double)(rc.steps - step - 1 - left_short);
         char el[32], et[32];
@@ -461,8 +485,10 @@ int cmd_train(int argc, char **argv) {
             save_checkpoint(&run, step + 1);
         }
         if (stop_requested) {
-            printf("stopped by signal %d after step %lld (saved). Run the same command to continue:\n  ropex train %s\n",
-                   (int)stop_requested, (long long)step + 1, cfg_path);
+            char again[4096];
+            resume_command(argc, argv, again, sizeof again);
+            printf("stopped by signal %d after step %lld (saved). To continue, run:\n  %s\n",
+                   (int)stop_requested, (long long)step + 1, again);
             break;
         }
     }

@@ -14,6 +14,8 @@ usage: test_train.py BUILD_DIR
 import json
 import os
 import random
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -392,8 +394,10 @@ def test_nan_guard(data, final):
 
 def test_signals(data):
     cfg, out = write_config("sigint", data)
-    p = subprocess.Popen([os.path.join(BUILD, "ropex"), "train", cfg], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
+    odd = os.path.join(TMP, "sig int's.ini")   # a name the resume command must shell-quote
+    shutil.copy(cfg, odd)
+    p = subprocess.Popen([os.path.join(BUILD, "ropex"), "train", odd, "--fresh", "--set", "train.keep_last=4"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     text = ""
     for line in p.stdout:
         text += line
@@ -401,8 +405,15 @@ def test_signals(data):
             p.send_signal(signal.SIGINT)
     p.wait()
     saved = os.path.exists(os.path.join(out, "latest"))
-    report(p.returncode == 130 and "Run the same command to continue" in text and saved,
-           "SIGINT: finish the step, save, say how to resume, exit 130", text.strip().splitlines()[-1][:160])
+    # the resume command repeats the run's arguments but --fresh (which would delete the run),
+    # quoted so that a shell reads them back as they were
+    lines = text.splitlines()
+    at = [i for i, l in enumerate(lines) if l.endswith("To continue, run:")]
+    cont = lines[at[0] + 1] if at and at[0] + 1 < len(lines) else ""
+    again = shlex.split(cont) if cont.startswith("  ropex train ") else []
+    report(p.returncode == 130 and again == ["ropex", "train", odd, "--set", "train.keep_last=4"] and saved,
+           "SIGINT: finish the step, save, print the command that resumes, exit 130",
+           text.strip().splitlines()[-1][:160])
     r = ropex("train", cfg, "--set", "train.seed=2")
     report(r.returncode == 2 and "train.seed: was '1', now '2'" in r.stderr and "--force" in r.stderr,
            "resume with a changed seed is refused, naming the key", r.stderr.strip()[:200])
