@@ -448,7 +448,7 @@ int cmd_train(int argc, char **argv) {
         done_here[full]++;
         /* ETA from each phase's mean step time; before a full-length step has run, the short one's
          * scaled by the model FLOPs per token at each length (attention grows with the row length:
-         * the demo's 8 x 1024 -> 8192 is 2.65x) */
+         * the demo's 8 x 1024 -> 8192 is 2.72x) */
         const double mean_short = done_here[0] ? t_steps[0] / (double)done_here[0] : 0,
                      mean_full = done_here[1] ? t_steps[1] / (double)done_here[1]
                                               : mean_short * full_over_short;
