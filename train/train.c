@@ -215,9 +215,11 @@ static void save_checkpoint(Run *r, int64_t step) {
 }
 
 /* the command that continues this run: the same arguments without --fresh (which would delete
- * it), each shell-quoted where it holds more than [A-Za-z0-9_./=:,+-] */
-static void resume_command(int argc, char **argv, char *out, size_t n) {
-    size_t w = (size_t)snprintf(out, n, "ropex train");
+ * it), each shell-quoted where it holds more than [A-Za-z0-9_./=:,+-]; under mpirun with the same
+ * number of ranks (the launcher's own options are not known here) */
+static void resume_command(int argc, char **argv, int world, char *out, size_t n) {
+    size_t w = world > 1 ? (size_t)snprintf(out, n, "mpirun -np %d ropex train", world)
+                         : (size_t)snprintf(out, n, "ropex train");
     for (int i = 0; i < argc && w < n; i++) {
         if (!strcmp(argv[i], "--fresh")) continue;
         int plain = argv[i][0] != 0;
@@ -486,7 +488,7 @@ int cmd_train(int argc, char **argv) {
         }
         if (stop_requested) {
             char again[4096];
-            resume_command(argc, argv, again, sizeof again);
+            resume_command(argc, argv, world, again, sizeof again);
             printf("stopped by signal %d after step %lld (saved). To continue, run:\n  %s\n",
                    (int)stop_requested, (long long)step + 1, again);
             break;

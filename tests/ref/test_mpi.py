@@ -14,6 +14,7 @@ usage: test_mpi.py BUILD_DIR MPI_BUILD_DIR
 """
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -172,6 +173,25 @@ def main():
                                                                      weights(os.path.join(o3, "final.h5"))) == 0
         report(resumed and same, "rerunning resumes from the last checkpoint; final weights bit-identical to an uninterrupted run",
                next((l for l in r.stdout.splitlines() if l.startswith("resuming")), r.stderr.strip()[-200:]))
+
+        # 3b. SIGTERM to mpirun: the ranks agree on the step, save, and rank 0 prints the command
+        # that resumes, mpirun and the rank count included
+        c5, o5 = config("stopped", data, steps=400)
+        p = subprocess.Popen([*MPIRUN, "-np", "2", par, "train", c5, "--fresh"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=ENV)
+        text = ""
+        for line in p.stdout:
+            text += line
+            if line.startswith("step 5/"):
+                p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+        lines = text.splitlines()
+        at = [i for i, l in enumerate(lines) if l.endswith("To continue, run:")]
+        again = shlex.split(lines[at[0] + 1]) if at and at[0] + 1 < len(lines) else []
+        saved = os.path.exists(os.path.join(o5, "latest"))
+        report(len(at) == 1 and saved and again == ["mpirun", "-np", "2", "ropex", "train", c5],
+               "SIGTERM to mpirun: the ranks stop at one step, save, and the resume command names mpirun -np 2",
+               (lines[at[0] + 1].strip() if at and at[0] + 1 < len(lines) else text.strip()[-200:])[:160])
 
         # 4. a 2-rank checkpoint continues in one process
         c4, o4 = config("switch", data)
