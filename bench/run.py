@@ -82,12 +82,17 @@ def main():
         if "error" in p:
             print(f"{'':19s}PyTorch failed: {p['error']}")
     peak = next((r["ropex"]["peak_gflops"] for r in rows if "peak_gflops" in r["ropex"]), 0)
+    kernels = {who: sorted({r[who]["blas"] for r in rows if "blas" in r[who]}) for who in ("ropex", "pytorch")}
+    chosen = os.environ.get("OPENBLAS_CORETYPE")
+    print(f"OpenBLAS kernels: ropex {'/'.join(kernels['ropex']) or '?'}, PyTorch {'/'.join(kernels['pytorch']) or '?'} "
+          f"({'OPENBLAS_CORETYPE=' + chosen + ' set by the environment' if chosen else 'OPENBLAS_CORETYPE unset'})")
     print(f"FMA peak measured: {peak:.1f} GFLOP/s on {THREADS} threads; speed x = ropex tokens/s / PyTorch's; "
           f"memory = ropex peak RSS / PyTorch's;\n5x needs = the model FLOP rate that 5x PyTorch's tokens/s takes, "
           f"in % of the FMA peak (over 100%: no kernel can reach it on this machine)")
     out = os.path.join(ROOT, build, "bench-results.json")
     with open(out, "w") as f:
-        json.dump({"threads": THREADS, "cpu": cpu, "fma_peak_gflops": peak, "runs": rows}, f, indent=2)
+        json.dump({"threads": THREADS, "cpu": cpu, "fma_peak_gflops": peak, "openblas_coretype_env": chosen,
+                   "runs": rows}, f, indent=2)
     print(f"results: {out}")
     return 0
 

@@ -13,6 +13,8 @@ check "ropex --help lists commands" 0 "commands:" "$ropex" --help
 check "ropex with no command fails with usage" 2 "usage: ropex COMMAND" "$ropex"
 check "unknown command is named" 2 "unknown command 'frobnicate'" "$ropex" frobnicate
 check "ropex version" 0 "ropex 0." "$ropex" version
+check "ropex version says OPENBLAS_CORETYPE chose the kernels" 0 "OpenBLAS Haswell kernels (set by OPENBLAS_CORETYPE" \
+  env OPENBLAS_CORETYPE=Haswell "$ropex" version
 for cmd in $("$ropex" --help | awk '/^commands:/{on=1;next} on && /^  [a-z]/ {print $1}'); do
   [ "$cmd" = version ] && continue
   check "ropex $cmd --help" 0 "usage: ropex $cmd" "$ropex" "$cmd" --help

@@ -52,3 +52,14 @@ const char *cpu_blas_kernels(void) {
     const char *core = openblas_get_corename();
     return core ? core : "unknown";
 }
+
+const char *cpu_blas_choice(void) {
+    if (getenv("ROPEX_BLAS_PICKED")) return "picked by ropex";
+    if (!getenv("OPENBLAS_CORETYPE")) return "picked by OpenBLAS";
+    const char *core = cpu_blas_kernels();
+    if (has_avx512_for_skylakex() && !strstr(core, "SkylakeX") && !strstr(core, "Cooperlake") &&
+        !strstr(core, "SapphireRapids"))
+        return "set by OPENBLAS_CORETYPE in the environment; this CPU runs the faster SkylakeX kernels: "
+               "unset it to let ropex pick them";
+    return "set by OPENBLAS_CORETYPE in the environment";
+}

@@ -12,5 +12,8 @@ void cpu_pick_blas_kernels(char **argv);
 void cpu_keep_freed_memory(void);
 /* The OpenBLAS kernel family in use (e.g. "Zen", "Haswell", "SkylakeX"). */
 const char *cpu_blas_kernels(void);
+/* Who chose them: ropex, OpenBLAS itself, or OPENBLAS_CORETYPE in the environment (then also
+ * whether this CPU could run faster ones). */
+const char *cpu_blas_choice(void);
 
 #endif

@@ -126,8 +126,8 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (is_help(argv[1])) { usage(stdout); return 0; }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("ropex %s (fp32, OpenMP %d threads max, OpenBLAS %s kernels, MPI: %s)\n", ROPEX_VERSION,
-               omp_get_max_threads(), cpu_blas_kernels(),
+        printf("ropex %s (fp32, OpenMP %d threads max, OpenBLAS %s kernels (%s), MPI: %s)\n", ROPEX_VERSION,
+               omp_get_max_threads(), cpu_blas_kernels(), cpu_blas_choice(),
 #ifdef ROPEX_MPI
                dist_build()
 #else

@@ -23,6 +23,24 @@ SHAPES = {   # as model_config_preset in model/model.c
 MEMORY_LIMIT = 20 * 2**30   # of this machine's 24 GiB, leaving room for the OS
 
 
+def blas_kernels():
+    """the kernels of the OpenBLAS this process loaded (PyTorch's BLAS here), or what it loaded"""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({l.split()[-1] for l in f if "openblas" in l and ".so" in l})
+    except OSError:
+        return "unknown"
+    for lib in libs:
+        try:
+            get = ctypes.CDLL(lib).openblas_get_corename
+            get.restype = ctypes.c_char_p
+            return get().decode()
+        except (OSError, AttributeError):
+            continue
+    return "not OpenBLAS"
+
+
 def main():
     shape, T, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     torch.set_num_threads(threads)
@@ -64,7 +82,8 @@ def main():
     step = sum(times) / len(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"impl": "pytorch", "shape": shape, "T": T, "tokens_per_s": T / step, "step_s": step,
-                      "peak_rss_mib": rss, "threads": threads, "torch": torch.__version__}))
+                      "peak_rss_mib": rss, "threads": threads, "torch": torch.__version__,
+                      "blas": blas_kernels()}))
     return 0
 
 
