@@ -1,8 +1,8 @@
 /* Tiled online-softmax attention (the FlashAttention algorithm on a CPU). Forward keeps only the
  * output and the per-row log-sum-exp; backward recomputes each score block. Blocks of ATT_BLOCK
  * queries x ATT_BLOCK keys go through AVX-512 or AVX2 register tiles (sgemm where the CPU lacks
- * AVX2 or HS is not a multiple of the tile width, 32 or 16); exp is an AVX2 polynomial where the
- * CPU has it; blocks that the mask hides entirely are skipped, so work shrinks with the mask.
+ * AVX2 or HS is not a multiple of the tile width, 32 or 16); exp is a vectorised polynomial
+ * (vexp.h) where the CPU has AVX2; blocks that the mask hides entirely are skipped, so work shrinks with the mask.
  * Shapes and rules in ops.h. */
 #include <cblas.h>
 #include <math.h>
@@ -52,11 +52,11 @@ typedef __m256 vf;
 #define vadd _mm256_add_ps
 #endif
 #ifdef SW
-#define VW (SW / 2)   /* floats in one vector */
+#define VW (SW / 2)   /* floats in one vector; defined only where the tiles are built */
 #define TR 6          /* tile rows */
 static int use_tiles(int64_t HS) { return HS % SW == 0; }
 #else
-#define SW 16   /* unused: no tiles */
+#define SW 1   /* no tiles: the packers keep the plain layouts */
 static int use_tiles(int64_t HS) { (void)HS; return 0; }
 #endif
 #define PACKED ((size_t)ATT_BLOCK * (size_t)HS)   /* floats in one packed block */
@@ -73,7 +73,7 @@ static void pack_rows(float *dst, const float *x, int64_t ld, int64_t n, int64_t
             dst[tiles ? (e / SW) * ATT_BLOCK * SW + p * SW + e % SW : p * HS + e] = p < n ? x[p * ld + e] : 0.0f;
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#ifdef VW   /* register tiles */
 /* s[i][0..SW) = scale * sum_d a[i][d] bt[d][0..SW) for R rows; a the tile's first row in a block
  * packed as rows (so the R rows of each SW-wide slab of d are one contiguous run), bt one SW-key
  * slab of kt */
@@ -138,7 +138,7 @@ static inline __attribute__((always_inline)) void tile_xy(float *c, int64_t ldc,
  * made the backward ~15% slower: 1.84-2.07 s against 1.53-1.75 s at SmolLM's heads, T=8192.) */
 static void blk_abt(float *s, const float *a, int64_t lda, const float *bt, int64_t nr, int64_t nk,
                     int64_t HS, float scale, int tiles) {
-#if defined(__AVX2__) && defined(__FMA__)
+#ifdef VW   /* register tiles */
     if (tiles) {
 #define ABT(R) tile_abt(s + i0 * ATT_BLOCK + j0, a + i0 * SW, bt + j0 * HS, HS, scale, R)
         for (int64_t j0 = 0; j0 < nk; j0 += SW) {
@@ -158,7 +158,7 @@ static void blk_abt(float *s, const float *a, int64_t lda, const float *bt, int6
  * or with trans x^T (x is (np, nr)) */
 static void blk_xy(float *c, int64_t ldc, const float *x, int64_t ldx, int trans, const float *y,
                    int64_t nr, int64_t np, int64_t HS, int tiles) {
-#if defined(__AVX2__) && defined(__FMA__)
+#ifdef VW   /* register tiles */
     if (tiles) {
 #define XY(R) do { \
         if (trans) tile_xy(c + r0 * ldc + e0, ldc, x + r0, ldx, 1, y + e0 * ATT_BLOCK, np, R); \

@@ -35,17 +35,21 @@ void cpu_keep_freed_memory(void) {
 #endif
 }
 
+/* whether the CPU runs the SkylakeX kernels and OpenBLAS loaded slower ones */
+static int faster_kernels_available(const char *core) {
+    return has_avx512_for_skylakex() && core && !strstr(core, "SkylakeX") && !strstr(core, "Cooperlake") &&
+           !strstr(core, "SapphireRapids");
+}
+
 void cpu_pick_blas_kernels(char **argv) {
     if (getenv("OPENBLAS_CORETYPE") || getenv("ROPEX_BLAS_PICKED")) return;
-    const char *core = openblas_get_corename();
-    if (!has_avx512_for_skylakex() || !core || strstr(core, "SkylakeX") || strstr(core, "Cooperlake") ||
-        strstr(core, "SapphireRapids"))
-        return;
+    if (!faster_kernels_available(openblas_get_corename())) return;
     setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
     setenv("ROPEX_BLAS_PICKED", "1", 1);   /* once: never loop */
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the kernels we have */
     unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("ROPEX_BLAS_PICKED");
 }
 
 const char *cpu_blas_kernels(void) {
@@ -56,9 +60,7 @@ const char *cpu_blas_kernels(void) {
 const char *cpu_blas_choice(void) {
     if (getenv("ROPEX_BLAS_PICKED")) return "picked by ropex";
     if (!getenv("OPENBLAS_CORETYPE")) return "picked by OpenBLAS";
-    const char *core = cpu_blas_kernels();
-    if (has_avx512_for_skylakex() && !strstr(core, "SkylakeX") && !strstr(core, "Cooperlake") &&
-        !strstr(core, "SapphireRapids"))
+    if (faster_kernels_available(openblas_get_corename()))
         return "set by OPENBLAS_CORETYPE in the environment; this CPU runs the faster SkylakeX kernels: "
                "unset it to let ropex pick them";
     return "set by OPENBLAS_CORETYPE in the environment";
