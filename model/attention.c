@@ -3,6 +3,9 @@
  * queries x ATT_BLOCK keys go through AVX-512 or AVX2 register tiles (sgemm where the CPU lacks
  * AVX2 or HS is not a multiple of the tile width, 32 or 16); exp is a vectorised polynomial
  * (vexp.h) where the CPU has AVX2; blocks that the mask hides entirely are skipped, so work shrinks with the mask.
+ * Inside a diagonal block (queries and keys from the same rows) the tiles also skip the slabs
+ * and rows that lie wholly after the query (every mask here is causal): they hold -inf scores,
+ * zero probabilities and zero dS, so the results are bit-identical to computing them.
  * Shapes and rules in ops.h. */
 #include <cblas.h>
 #include <math.h>
@@ -135,34 +138,43 @@ static inline __attribute__((always_inline)) void tile_xy(float *c, int64_t ldc,
 /* s (nr, ATT_BLOCK) = scale * a (nr, HS) . bt^T (bt packed kt): with tiles a is a block packed
  * as rows (lda unused) and the columns up to nk rounded up to SW are written; else a has row
  * stride lda. (Read in place, with the tensor's long row stride, a freshly loaded Q or dO block
- * made the backward ~15% slower: 1.84-2.07 s against 1.53-1.75 s at SmolLM's heads, T=8192.) */
+ * made the backward ~15% slower: 1.84-2.07 s against 1.53-1.75 s at SmolLM's heads, T=8192.) off = q0 - k0 of the block: with tiles, the slabs of keys after every query of a
+ * row tile (masked anyway) are not computed. */
 static void blk_abt(float *s, const float *a, int64_t lda, const float *bt, int64_t nr, int64_t nk,
-                    int64_t HS, float scale, int tiles) {
+                    int64_t HS, float scale, int64_t off, int tiles) {
 #ifdef VW   /* register tiles */
     if (tiles) {
 #define ABT(R) tile_abt(s + i0 * ATT_BLOCK + j0, a + i0 * SW, bt + j0 * HS, HS, scale, R)
         for (int64_t j0 = 0; j0 < nk; j0 += SW) {
-            int64_t i0 = 0;
+            int64_t i0 = j0 - off > 0 ? j0 - off : 0;   /* rows before it see none of this slab */
             ROW_TILES(i0, nr, ABT);
         }
 #undef ABT
         return;
     }
 #endif
-    (void)tiles;
+    (void)tiles; (void)off;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)nr, (blasint)nk, (blasint)HS, scale,
                 a, (blasint)lda, bt, ATT_BLOCK, 0.0f, s, ATT_BLOCK);
 }
 
 /* c (nr, HS; row stride ldc) += X . y, y (np, HS) packed rows; X (nr, np) = x (row stride ldx),
- * or with trans x^T (x is (np, nr)) */
+ * or with trans x^T (x is (np, nr)). off = q0 - k0 of the block: with tiles, X's entries after
+ * the query (key > query + off: zeros) are not read; without trans the rows are queries and p
+ * keys, with trans the rows are keys and p queries. */
 static void blk_xy(float *c, int64_t ldc, const float *x, int64_t ldx, int trans, const float *y,
-                   int64_t nr, int64_t np, int64_t HS, int tiles) {
+                   int64_t nr, int64_t np, int64_t HS, int64_t off, int tiles) {
 #ifdef VW   /* register tiles */
     if (tiles) {
 #define XY(R) do { \
-        if (trans) tile_xy(c + r0 * ldc + e0, ldc, x + r0, ldx, 1, y + e0 * ATT_BLOCK, np, R); \
-        else tile_xy(c + r0 * ldc + e0, ldc, x + r0 * ldx, ldx, 0, y + e0 * ATT_BLOCK, np, R); \
+        if (trans) { \
+            const int64_t p0 = r0 - off > 0 ? r0 - off : 0; \
+            if (p0 < np) \
+                tile_xy(c + r0 * ldc + e0, ldc, x + p0 * ldx + r0, ldx, 1, y + e0 * ATT_BLOCK + p0 * SW, np - p0, R); \
+        } else { \
+            const int64_t n1 = r0 + (R) + off < np ? r0 + (R) + off : np; \
+            tile_xy(c + r0 * ldc + e0, ldc, x + r0 * ldx, ldx, 0, y + e0 * ATT_BLOCK, n1, R); \
+        } \
     } while (0)
         for (int64_t e0 = 0; e0 < HS; e0 += SW) {
             int64_t r0 = 0;
@@ -172,7 +184,7 @@ static void blk_xy(float *c, int64_t ldc, const float *x, int64_t ldx, int trans
         return;
     }
 #endif
-    (void)tiles;
+    (void)tiles; (void)off;
     cblas_sgemm(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, CblasNoTrans, (blasint)nr, (blasint)HS,
                 (blasint)np, 1.0f, x, (blasint)ldx, y, (blasint)HS, 1.0f, c, (blasint)ldc);
 }
@@ -280,7 +292,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                         if (kind == BLOCK_SKIP) continue;
                         const size_t at = (size_t)((b * NKV + kh) * nblk + kb) * PACKED;
                         /* S = scale * Q K^T */
-                        blk_abt(s, tiles ? qa : qp, qs, kt + at, nq, nk, HS, scale, tiles);
+                        blk_abt(s, tiles ? qa : qp, qs, kt + at, nq, nk, HS, scale, q0 - k0, tiles);
                         if (kind == BLOCK_PARTIAL) mask_block(s, mk, doc, q0, nq, k0, nk);
                         for (int64_t i = 0; i < nq; i++) {
                             float *row = s + i * ATT_BLOCK, mx = row_max(row, nk);
@@ -292,7 +304,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                             if (alpha != 1.0f) for (int64_t d = 0; d < HS; d++) acc[i * HS + d] *= alpha;
                         }
                         /* acc += P V */
-                        blk_xy(acc, HS, s, ATT_BLOCK, 0, vr + at, nq, nk, HS, tiles);
+                        blk_xy(acc, HS, s, ATT_BLOCK, 0, vr + at, nq, nk, HS, q0 - k0, tiles);
                     }
                     for (int64_t i = 0; i < nq; i++) {
                         float *o = out + (b * T + q0 + i) * qs + h * HS, inv = 1.0f / l[i];
@@ -388,19 +400,23 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                     const float *qp = q + (b * T + q0) * qs + h * HS, *gp = dout + (b * T + q0) * qs + h * HS;
                     const size_t at = (size_t)((b * NH + h) * nblk + qb) * PACKED;
                     const float *lrow = lse + (b * NH + h) * T + q0, *drow = D + (b * NH + h) * T + q0;
-                    blk_abt(p, tiles ? qr + at : qp, qs, kt, nq, nk, HS, scale, tiles);
+                    blk_abt(p, tiles ? qr + at : qp, qs, kt, nq, nk, HS, scale, q0 - k0, tiles);
                     if (kind == BLOCK_PARTIAL) mask_block(p, mk, doc, q0, nq, k0, nk);
                     for (int64_t i = 0; i < nq; i++) exp_shift_sum(p + i * ATT_BLOCK, p + i * ATT_BLOCK, lrow[i], nk);
                     /* dV += P^T dO */
-                    blk_xy(dvacc, HS, p, ATT_BLOCK, 1, gr + at, nk, nq, HS, tiles);
+                    blk_xy(dvacc, HS, p, ATT_BLOCK, 1, gr + at, nk, nq, HS, q0 - k0, tiles);
                     /* dP = dO V^T, then scale dS = scale P o (dP - D) in place */
-                    blk_abt(dp, tiles ? gr + at : gp, qs, vt, nq, nk, HS, 1.0f, tiles);
-                    for (int64_t i = 0; i < nq; i++)
-                        for (int64_t j = 0; j < nk; j++)
+                    blk_abt(dp, tiles ? gr + at : gp, qs, vt, nq, nk, HS, 1.0f, q0 - k0, tiles);
+                    for (int64_t i = 0; i < nq; i++) {
+                        /* keys after the query: dS = 0 (their dP may not have been computed) */
+                        const int64_t lim = i + q0 - k0 + 1 < nk ? i + q0 - k0 + 1 : nk;
+                        for (int64_t j = 0; j < lim; j++)
                             dp[i * ATT_BLOCK + j] = scale * p[i * ATT_BLOCK + j] * (dp[i * ATT_BLOCK + j] - drow[i]);
+                        for (int64_t j = lim; j < nk; j++) dp[i * ATT_BLOCK + j] = 0.0f;
+                    }
                     /* dK += scale dS^T Q;  dQ += scale dS K */
-                    blk_xy(dkacc, HS, dp, ATT_BLOCK, 1, qr + at, nk, nq, HS, tiles);
-                    blk_xy(myq + (b * T + q0) * qs + h * HS, qs, dp, ATT_BLOCK, 0, kr, nq, nk, HS, tiles);
+                    blk_xy(dkacc, HS, dp, ATT_BLOCK, 1, qr + at, nk, nq, HS, q0 - k0, tiles);
+                    blk_xy(myq + (b * T + q0) * qs + h * HS, qs, dp, ATT_BLOCK, 0, kr, nq, nk, HS, q0 - k0, tiles);
                 }
             for (int64_t j = 0; j < nk; j++) {
                 float *dkr = dk + (b * T + k0 + j) * ks + kh * HS, *dvr = dv + (b * T + k0 + j) * ks + kh * HS;

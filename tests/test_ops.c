@@ -314,11 +314,14 @@ static void test_attention(void) {
     test_flash_vs_ref("causal GQA NH=6 NKV=2, B=2, T=203, HS=16", 2, 203, 6, 2, 16, NULL);
     test_flash_vs_ref("causal MHA, B=1, T=64 (exactly one block), HS=8", 1, 64, 2, 2, 8, NULL);
     test_flash_vs_ref("causal, T=5 (smaller than a block)", 1, 5, 2, 1, 8, NULL);
-    /* HS a multiple of 16 takes the AVX2 register tiles (where built with them), other HS the
-     * sgemm path; 64 and 48 cover several 16-column slabs, T=389 a last block of 5 rows
-     * (tiles of 6 rows with a remainder) and T=262 one of 6 */
+    /* HS a multiple of the tile width (32 in an AVX-512 build, 16 in an AVX2 one) takes the
+     * register tiles, other HS the sgemm path: so HS=16 and 48 test the tiles in an AVX2 build
+     * and sgemm in an AVX-512 one, HS=32 and 64 the tiles in both (several slabs; the diagonal
+     * blocks skip the slabs and rows the causal mask hides). T=389 leaves a last block of 5 rows
+     * (tiles of 6 rows with a remainder), T=262 one of 6 */
     test_flash_vs_ref("causal GQA NH=4 NKV=2, B=1, T=389, HS=64", 1, 389, 4, 2, 64, NULL);
     test_flash_vs_ref("causal MQA NH=3 NKV=1, B=2, T=262, HS=48", 2, 262, 3, 1, 48, NULL);
+    test_flash_vs_ref("causal MQA NH=3 NKV=1, B=2, T=262, HS=32", 2, 262, 3, 1, 32, NULL);
     flash_vs_ref("called inside a parallel region, a team smaller than omp_get_max_threads, T=100, HS=16",
                  1, 100, 2, 1, 16, NULL, 1);
     int32_t *doc = malloc(2 * 203 * sizeof(int32_t));
@@ -335,6 +338,12 @@ static void test_attention(void) {
     test_flash_vs_ref("Lambda mask sink 4 window 70, T=203", 2, 203, 6, 3, 16, &lm);
     AttnMask both = {.doc = doc, .sink = 3, .window = 50};
     test_flash_vs_ref("document + Lambda mask, T=203", 2, 203, 4, 2, 16, &both);
+    /* the same masks through the register tiles of either build */
+    test_flash_vs_ref("document mask, random boundaries, B=2, T=203, HS=32", 2, 203, 6, 2, 32, &dm);
+    test_flash_vs_ref("Lambda mask sink 4 window 70, T=203, HS=32", 2, 203, 6, 3, 32, &lm);
+    test_flash_vs_ref("document + Lambda mask, T=203, HS=64", 2, 203, 4, 2, 64, &both);
+    flash_vs_ref("called inside a parallel region, a team smaller than omp_get_max_threads, T=100, HS=32",
+                 1, 100, 2, 1, 32, NULL, 1);
     free(doc);
 }
 
