@@ -138,8 +138,9 @@ static inline __attribute__((always_inline)) void tile_xy(float *c, int64_t ldc,
 /* s (nr, ATT_BLOCK) = scale * a (nr, HS) . bt^T (bt packed kt): with tiles a is a block packed
  * as rows (lda unused) and the columns up to nk rounded up to SW are written; else a has row
  * stride lda. (Read in place, with the tensor's long row stride, a freshly loaded Q or dO block
- * made the backward ~15% slower: 1.84-2.07 s against 1.53-1.75 s at SmolLM's heads, T=8192.) off = q0 - k0 of the block: with tiles, the slabs of keys after every query of a
- * row tile (masked anyway) are not computed. */
+ * made the backward ~15% slower: 1.84-2.07 s against 1.53-1.75 s at SmolLM's heads, T=8192.)
+ * off = q0 - k0 of the block: with tiles, the slabs of keys after every query of a row tile
+ * (masked anyway) are not computed. */
 static void blk_abt(float *s, const float *a, int64_t lda, const float *bt, int64_t nr, int64_t nk,
                     int64_t HS, float scale, int64_t off, int tiles) {
 #ifdef VW   /* register tiles */
