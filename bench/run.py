@@ -15,9 +15,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 THREADS = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
 
-# (shape, T, ropex steps, ropex recompute, torch steps)
-RUNS = [("tiny", 2048, 3, 0, 1), ("tiny", 8192, 2, 0, 1),
-        ("smollm-135m", 2048, 1, 0, 1), ("smollm-135m", 8192, 1, 1, 1)]
+# (shape, T, ropex steps, ropex recompute, torch steps): timed steps after one warmup step, their
+# mean reported. On this shared 2-core machine a single short step moves by 30%, so the short ones
+# get several (tiny 2048: ropex 0.5 s a step, PyTorch 2.3 s; tiny 8192: 4 s and 36 s); PyTorch's
+# SmolLM-135M step at 2048 takes about a minute and gets one.
+RUNS = [("tiny", 2048, 10, 0, 3), ("tiny", 8192, 4, 0, 2),
+        ("smollm-135m", 2048, 2, 0, 1), ("smollm-135m", 8192, 1, 1, 1)]
 
 
 def run(cmd):
@@ -52,7 +55,8 @@ def main():
         ours = run([os.path.join(ROOT, build, "bench", "bench_train"), shape, str(T), str(steps), str(rec)])
         peer = run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ref", "bench_torch.py"), shape, str(T),
                     str(tsteps), str(THREADS)])
-        rows.append({"shape": shape, "T": T, "ropex": ours, "pytorch": peer})
+        rows.append({"shape": shape, "T": T, "steps": {"ropex": steps, "pytorch": tsteps}, "ropex": ours,
+                     "pytorch": peer})
         print(f"  done {shape} T={T}", file=sys.stderr, flush=True)
     hdr = (f"{'shape':12s} {'T':>5s} {'recompute':>9s} {'tokens/s':>9s} {'GFLOP/tok':>9s} {'GFLOP/s':>8s} "
            f"{'MFU':>6s} {'RSS MiB':>8s} | {'torch tok/s':>11s} {'torch RSS':>9s} | {'speed x':>7s} {'memory':>7s} "
@@ -86,6 +90,9 @@ def main():
     chosen = os.environ.get("OPENBLAS_CORETYPE")
     print(f"OpenBLAS kernels: ropex {'/'.join(kernels['ropex']) or '?'}, PyTorch {'/'.join(kernels['pytorch']) or '?'} "
           f"({'OPENBLAS_CORETYPE=' + chosen + ' set by the environment' if chosen else 'OPENBLAS_CORETYPE unset'})")
+    print("tokens/s: the mean of the timed steps after one warmup step (ropex "
+          + "/".join(str(r["steps"]["ropex"]) for r in rows) + ", PyTorch "
+          + "/".join(str(r["steps"]["pytorch"]) for r in rows) + " steps, in the rows' order)")
     print(f"FMA peak measured: {peak:.1f} GFLOP/s on {THREADS} threads; speed x = ropex tokens/s / PyTorch's; "
           f"memory = ropex peak RSS / PyTorch's;\n5x needs = the model FLOP rate that 5x PyTorch's tokens/s takes, "
           f"in % of the FMA peak (over 100%: no kernel can reach it on this machine)")

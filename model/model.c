@@ -235,10 +235,8 @@ static size_t scratch_layout(Scratch *s, float *base, const ModelConfig *c, int6
     const size_t QD = (size_t)(c->n_heads * c->head_dim), KD = (size_t)(c->n_kv_heads * c->head_dim);
     size_t off = 0;
     s->dresid = carve(base, &off, N * C);
-    s->dmid = carve(base, &off, N * C);
     s->dln = carve(base, &off, N * C);
     s->proj = carve(base, &off, N * C);
-    s->dproj = carve(base, &off, N * C);
     s->dq = carve(base, &off, N * QD);
     s->dk = carve(base, &off, N * KD);
     s->dv = carve(base, &off, N * KD);
@@ -461,22 +459,20 @@ static void layer_backward(Model *m, int64_t l) {
     Scratch *s = &m->scr;
     const size_t NC = (size_t)(N * C);
 #define ZERO(p, n) memset((p), 0, (size_t)(n) * sizeof(float))
-    /* resid[l+1] = mid + down(act) */
-    ZERO(s->dmid, NC); ZERO(s->dproj, NC);
-    residual_backward(s->dmid, s->dproj, s->dresid, NC);
+    /* resid[l+1] = mid + down(act): the gradient of both terms is d resid[l+1], read in place
+     * from dresid; ln2's backward then adds its part of d mid to it (residual_backward's sum,
+     * without copies) */
     ZERO(s->dact, N * H);
-    linear_backward(s->dact, g->wdown, s->dproj, a.act, w->wdown, N, H, C);
+    linear_backward(s->dact, g->wdown, s->dresid, a.act, w->wdown, N, H, C);
     ZERO(s->dgate, N * H); ZERO(s->dup, N * H);
     swiglu_backward(s->dgate, s->dup, s->dact, a.gate, a.up, N, H);
     ZERO(s->dln, NC);
     linear_backward(s->dln, g->wgate, s->dgate, a.ln2, w->wgate, N, C, H);
     linear_backward(s->dln, g->wup, s->dup, a.ln2, w->wup, N, C, H);
-    rmsnorm_backward(s->dmid, g->ln2, s->dln, a.mid, w->ln2, a.rstd2, N, C);
-    /* mid = x + o_proj(att); the residual stream gradient is rebuilt in dresid */
-    ZERO(s->dresid, NC); ZERO(s->dproj, NC);
-    residual_backward(s->dresid, s->dproj, s->dmid, NC);
+    rmsnorm_backward(s->dresid, g->ln2, s->dln, a.mid, w->ln2, a.rstd2, N, C);   /* dresid: d mid */
+    /* mid = x + o_proj(att): likewise, d mid feeds o_proj's backward, then ln1's adds to it */
     ZERO(s->datt, N * QD);
-    linear_backward(s->datt, g->wo, s->dproj, a.att, w->wo, N, QD, C);
+    linear_backward(s->datt, g->wo, s->dresid, a.att, w->wo, N, QD, C);
     ZERO(s->dq, N * QD); ZERO(s->dk, N * KD); ZERO(s->dv, N * KD);
     const AttnMask mk = {m->docs, 0, 0, 0};
     attention_backward(s->dq, s->dk, s->dv, s->datt, a.q, a.k, a.v, a.att, a.lse, m->docs ? &mk : NULL, B, T, NH,
@@ -488,7 +484,7 @@ static void layer_backward(Model *m, int64_t l) {
     linear_backward(s->dln, g->wq, s->dq_pre, a.ln1, w->wq, N, C, QD);
     linear_backward(s->dln, g->wk, s->dk_pre, a.ln1, w->wk, N, C, KD);
     linear_backward(s->dln, g->wv, s->dv, a.ln1, w->wv, N, C, KD);
-    rmsnorm_backward(s->dresid, g->ln1, s->dln, x, w->ln1, a.rstd1, N, C);
+    rmsnorm_backward(s->dresid, g->ln1, s->dln, x, w->ln1, a.rstd1, N, C);   /* dresid: d resid[l] */
 #undef ZERO
 }
 

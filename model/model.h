@@ -110,8 +110,7 @@ typedef struct {
 
 /* Scratch for the backward pass (reused across layers). */
 typedef struct {
-    float *dresid;  /* (N, C) gradient of the residual stream */
-    float *dmid;    /* (N, C) */
+    float *dresid;  /* (N, C) gradient of the residual stream (and of mid, in a layer's backward) */
     float *dln;     /* (N, C) */
     float *dq;      /* (N, NH*HS) */
     float *dk;      /* (N, NKV*HS) */
@@ -123,7 +122,6 @@ typedef struct {
     float *dq_pre;  /* (N, NH*HS) gradient before RoPE */
     float *dk_pre;  /* (N, NKV*HS) */
     float *proj;    /* (N, C) forward: output of o_proj / down_proj before the residual add */
-    float *dproj;   /* (N, C) */
     float *logits;  /* (CE_CHUNK, V) one chunk of logits, never T x V */
     float *losses;  /* (CE_CHUNK) */
 } Scratch;

@@ -79,7 +79,8 @@ void swiglu_forward(float *out, const float *gate, const float *up, int64_t N, i
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                      int64_t N, int64_t H);
 
-/* out (n) = a + b */
+/* out (n) = a + b. Its backward (da += dout, db += dout) is the op's definition and tested; the
+ * model's layer backward does the same sum in place, without the copies (model.c). */
 void residual_forward(float *out, const float *a, const float *b, size_t n);
 void residual_backward(float *da, float *db, const float *dout, size_t n);
 
