@@ -223,6 +223,12 @@ static int block_kind(const AttnMask *mk, const int32_t *doc, int64_t q0, int64_
     return full ? BLOCK_FULL : BLOCK_PARTIAL;
 }
 
+/* How many of the keys k0 .. k0+nk-1 come at or before query q (the causal mask's limit). */
+static int64_t keys_upto(int64_t q, int64_t k0, int64_t nk) {
+    const int64_t n = q - k0 + 1;
+    return n < 0 ? 0 : n < nk ? n : nk;
+}
+
 /* Scores of a partial block: masked entries become -inf. s is (nq, ATT_BLOCK). */
 static void mask_block(float *s, const AttnMask *mk, const int32_t *doc, int64_t q0, int64_t nq,
                        int64_t k0, int64_t nk) {
@@ -230,8 +236,7 @@ static void mask_block(float *s, const AttnMask *mk, const int32_t *doc, int64_t
     for (int64_t i = 0; i < nq; i++) {
         float *row = s + i * ATT_BLOCK;
         /* keys after the query (causal), then the others' rule on the keys before */
-        int64_t lim = q0 + i - k0 + 1;
-        lim = lim < 0 ? 0 : lim < nk ? lim : nk;
+        const int64_t lim = keys_upto(q0 + i, k0, nk);
         for (int64_t j = lim; j < nk; j++) row[j] = -INFINITY;
         if (other)
             for (int64_t j = 0; j < lim; j++)
@@ -433,7 +438,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                     blk_abt(dp, tiles ? gr + at : gp, qs, vt, nq, nk, HS, 1.0f, q0 - k0, tiles);
                     for (int64_t i = 0; i < nq; i++) {
                         /* keys after the query: dS = 0 (their dP may not have been computed) */
-                        const int64_t lim = i + q0 - k0 + 1 < nk ? i + q0 - k0 + 1 : nk;
+                        const int64_t lim = keys_upto(q0 + i, k0, nk);
                         for (int64_t j = 0; j < lim; j++)
                             dp[i * ATT_BLOCK + j] = scale * p[i * ATT_BLOCK + j] * (dp[i * ATT_BLOCK + j] - drow[i]);
                         for (int64_t j = lim; j < nk; j++) dp[i * ATT_BLOCK + j] = 0.0f;
