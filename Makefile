@@ -78,7 +78,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_OBJ) $(OPTIM_OBJ) $(DATA_OBJ) $(BUILD
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 bench: all
-	@/usr/bin/python3 bench/run.py $(BUILD)
+	@/usr/bin/python3 bench/run.py $(BUILD) $(if $(filter keep,$(BENCH_BLAS_ENV)),--keep-blas-env)
 	@$(BUILD)/bench/bench_ckpt smollm-135m
 	@$(BUILD)/bench/bench_data
 	@if command -v mpicc >/dev/null; then $(MAKE) --no-print-directory MPI=1 BUILD=build-mpi build-mpi/ropex && \

@@ -2,7 +2,10 @@
 thread count, in one run; each measurement in its own process so that peak RSS is its own.
 Prints a table with ratios and writes every figure to build/bench-results.json.
 
-usage: run.py BUILD_DIR [--quick]   (--quick: the demo shape only)
+usage: run.py BUILD_DIR [--quick] [--keep-blas-env]   (--quick: the demo shape only)
+OpenBLAS's kernels: the measured processes (both peers) run without OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE, so each library runs the kernels it and ropex pick on this CPU, whatever the
+calling shell forces; --keep-blas-env (make bench BENCH_BLAS_ENV=keep) passes them through.
 Model FLOPs per token: 6 * N_matmul + 6 * L * T * C (matrix weights incl. the LM head, and causal
 attention's QK^T and PV, forward and backward); MFU is against the FMA peak measured by the bench.
 """
@@ -23,8 +26,15 @@ RUNS = [("tiny", 2048, 10, 0, 3), ("tiny", 8192, 4, 0, 2),
         ("smollm-135m", 2048, 2, 0, 1), ("smollm-135m", 8192, 1, 1, 1)]
 
 
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+KEEP_BLAS_ENV = "--keep-blas-env" in sys.argv
+
+
 def run(cmd):
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    if not KEEP_BLAS_ENV:
+        for k in BLAS_ENV:
+            env.pop(k, None)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = [l for l in r.stdout.splitlines() if l.startswith("{")]
     if r.returncode != 0 or not line:
@@ -46,7 +56,8 @@ def cpu_name():
 
 
 def main():
-    build = sys.argv[1] if len(sys.argv) > 1 else "build"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    build = args[0] if args else "build"
     runs = RUNS[:2] if "--quick" in sys.argv else RUNS
     rows = []
     cpu = cpu_name()
@@ -87,9 +98,17 @@ def main():
             print(f"{'':19s}PyTorch failed: {p['error']}")
     peak = next((r["ropex"]["peak_gflops"] for r in rows if "peak_gflops" in r["ropex"]), 0)
     kernels = {who: sorted({r[who]["blas"] for r in rows if "blas" in r[who]}) for who in ("ropex", "pytorch")}
-    chosen = os.environ.get("OPENBLAS_CORETYPE")
+    shell = {k: os.environ[k] for k in BLAS_ENV if k in os.environ}
+    chosen = os.environ.get("OPENBLAS_CORETYPE") if KEEP_BLAS_ENV else None
+    if KEEP_BLAS_ENV:
+        how = ("OPENBLAS_CORETYPE=" + chosen + " kept from the environment") if chosen else "OPENBLAS_CORETYPE unset"
+    elif shell:
+        how = (" ".join(f"{k}={v}" for k, v in shell.items()) + " removed for the measured processes; "
+               "make bench BENCH_BLAS_ENV=keep keeps them")
+    else:
+        how = "OPENBLAS_CORETYPE unset"
     print(f"OpenBLAS kernels: ropex {'/'.join(kernels['ropex']) or '?'}, PyTorch {'/'.join(kernels['pytorch']) or '?'} "
-          f"({'OPENBLAS_CORETYPE=' + chosen + ' set by the environment' if chosen else 'OPENBLAS_CORETYPE unset'})")
+          f"({how})")
     print("tokens/s: the mean of the timed steps after one warmup step (ropex "
           + "/".join(str(r["steps"]["ropex"]) for r in rows) + ", PyTorch "
           + "/".join(str(r["steps"]["pytorch"]) for r in rows) + " steps, in the rows' order)")
@@ -99,6 +118,7 @@ def main():
     out = os.path.join(ROOT, build, "bench-results.json")
     with open(out, "w") as f:
         json.dump({"threads": THREADS, "cpu": cpu, "fma_peak_gflops": peak, "openblas_coretype_env": chosen,
+                   "blas_env_of_shell": shell, "blas_env_kept": KEEP_BLAS_ENV,
                    "runs": rows}, f, indent=2)
     print(f"results: {out}")
     return 0
