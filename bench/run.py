@@ -2,7 +2,7 @@
 thread count, in one run; each measurement in its own process so that peak RSS is its own.
 Prints a table with ratios and writes every figure to build/bench-results.json.
 
-usage: run.py BUILD_DIR [--quick] [--keep-blas-env]   (--quick: the demo shape only)
+usage: run.py [BUILD_DIR] [--quick] [--keep-blas-env] [--help]   (--quick: the demo shape only)
 OpenBLAS's kernels: the measured processes (both peers) run without OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE, so each library runs the kernels it and ropex pick on this CPU, whatever the
 calling shell forces; --keep-blas-env (make bench BENCH_BLAS_ENV=keep) passes them through.
@@ -27,15 +27,31 @@ RUNS = [("tiny", 2048, 10, 0, 3), ("tiny", 8192, 4, 0, 2),
 
 
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-KEEP_BLAS_ENV = "--keep-blas-env" in sys.argv
+OPTIONS = ("--quick", "--keep-blas-env")
 
 
-def run(cmd):
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
-    if not KEEP_BLAS_ENV:
+def measured_env(environ, keep):
+    """the environment of a measured process: the caller's, with THREADS threads and, unless keep,
+    without the variables that force OpenBLAS's kernels"""
+    env = dict(environ, OMP_NUM_THREADS=str(THREADS))
+    if not keep:
         for k in BLAS_ENV:
             env.pop(k, None)
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    return env
+
+
+def blas_env_note(environ, keep):
+    """what the kernel line says of the shell's OpenBLAS variables"""
+    shell = " ".join(f"{k}={environ[k]}" for k in BLAS_ENV if k in environ)
+    if not shell:
+        return "OPENBLAS_CORETYPE unset"
+    if keep:
+        return shell + " kept from the environment"
+    return shell + " removed for the measured processes; make bench BENCH_BLAS_ENV=keep keeps them"
+
+
+def run(cmd, keep):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=measured_env(os.environ, keep))
     line = [l for l in r.stdout.splitlines() if l.startswith("{")]
     if r.returncode != 0 or not line:
         return {"error": (r.stderr or r.stdout).strip()[-300:]}
@@ -56,16 +72,25 @@ def cpu_name():
 
 
 def main():
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        print(__doc__.strip())
+        return 0
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    opts = [a for a in sys.argv[1:] if a.startswith("--")]
+    bad = [a for a in opts if a not in OPTIONS]
+    if bad or len(args) > 1:
+        print(f"run.py: unknown argument {(bad + args[1:])[0]}\n{__doc__.split(chr(10) * 2)[1]}", file=sys.stderr)
+        return 2
     build = args[0] if args else "build"
-    runs = RUNS[:2] if "--quick" in sys.argv else RUNS
+    keep = "--keep-blas-env" in opts
+    runs = RUNS[:2] if "--quick" in opts else RUNS
     rows = []
     cpu = cpu_name()
     print(f"training step (forward, backward, AdamW), micro-batch 1, {THREADS} threads; CPU: {cpu}")
     for shape, T, steps, rec, tsteps in runs:
-        ours = run([os.path.join(ROOT, build, "bench", "bench_train"), shape, str(T), str(steps), str(rec)])
+        ours = run([os.path.join(ROOT, build, "bench", "bench_train"), shape, str(T), str(steps), str(rec)], keep)
         peer = run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ref", "bench_torch.py"), shape, str(T),
-                    str(tsteps), str(THREADS)])
+                    str(tsteps), str(THREADS)], keep)
         rows.append({"shape": shape, "T": T, "steps": {"ropex": steps, "pytorch": tsteps}, "ropex": ours,
                      "pytorch": peer})
         print(f"  done {shape} T={T}", file=sys.stderr, flush=True)
@@ -98,17 +123,8 @@ def main():
             print(f"{'':19s}PyTorch failed: {p['error']}")
     peak = next((r["ropex"]["peak_gflops"] for r in rows if "peak_gflops" in r["ropex"]), 0)
     kernels = {who: sorted({r[who]["blas"] for r in rows if "blas" in r[who]}) for who in ("ropex", "pytorch")}
-    shell = {k: os.environ[k] for k in BLAS_ENV if k in os.environ}
-    chosen = os.environ.get("OPENBLAS_CORETYPE") if KEEP_BLAS_ENV else None
-    if KEEP_BLAS_ENV:
-        how = ("OPENBLAS_CORETYPE=" + chosen + " kept from the environment") if chosen else "OPENBLAS_CORETYPE unset"
-    elif shell:
-        how = (" ".join(f"{k}={v}" for k, v in shell.items()) + " removed for the measured processes; "
-               "make bench BENCH_BLAS_ENV=keep keeps them")
-    else:
-        how = "OPENBLAS_CORETYPE unset"
     print(f"OpenBLAS kernels: ropex {'/'.join(kernels['ropex']) or '?'}, PyTorch {'/'.join(kernels['pytorch']) or '?'} "
-          f"({how})")
+          f"({blas_env_note(os.environ, keep)})")
     print("tokens/s: the mean of the timed steps after one warmup step (ropex "
           + "/".join(str(r["steps"]["ropex"]) for r in rows) + ", PyTorch "
           + "/".join(str(r["steps"]["pytorch"]) for r in rows) + " steps, in the rows' order)")
@@ -117,8 +133,8 @@ def main():
           f"in % of the FMA peak (over 100%: no kernel can reach it on this machine)")
     out = os.path.join(ROOT, build, "bench-results.json")
     with open(out, "w") as f:
-        json.dump({"threads": THREADS, "cpu": cpu, "fma_peak_gflops": peak, "openblas_coretype_env": chosen,
-                   "blas_env_of_shell": shell, "blas_env_kept": KEEP_BLAS_ENV,
+        json.dump({"threads": THREADS, "cpu": cpu, "fma_peak_gflops": peak, "blas_env_kept": keep,
+                   "blas_env_of_shell": {k: os.environ[k] for k in BLAS_ENV if k in os.environ},
                    "runs": rows}, f, indent=2)
     print(f"results: {out}")
     return 0

@@ -44,6 +44,7 @@ if [ ! -d tests/js/node_modules/tokenizers ]; then
 fi
 run data       "$py" tests/ref/test_data.py "$build"
 run optim      "$py" tests/ref/test_optim.py "$build"
+run bench      "$py" tests/ref/test_bench.py "$build"
 if [ "$fast" -eq 0 ]; then   # the slow end-to-end group
   run train      "$py" tests/ref/test_train.py "$build"
   run eval       "$py" tests/ref/test_eval.py "$build"
