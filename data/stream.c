@@ -31,6 +31,7 @@ typedef struct {
     uint64_t n_docs;
     uint64_t *doc_shard, *doc_local;   /* global document -> (shard, document in shard) */
     uint64_t *perm; uint64_t perm_epoch; int has_perm;
+    int whole;                         /* documents never cross a sequence boundary (whole_docs) */
 } Domain;
 
 typedef struct {
@@ -110,6 +111,10 @@ static int64_t take(Stream *s, int di, Cursor *c, int32_t *out, int32_t *docs, i
     while (got < n) {
         settle(s, di, c);
         uint64_t doc = d->perm[c->pos], len = doc_len(d, doc), aug = len + (uint64_t)bos + 1;
+        if (d->whole && c->offset == 0 && aug > (uint64_t)(n - got) && aug <= (uint64_t)s->cfg.seq_len) {
+            for (; got < n; got++) { out[got] = s->eos; docs[got] = (*span)++; }   /* padding */
+            break;
+        }
         uint64_t want = aug - c->offset < (uint64_t)(n - got) ? aug - c->offset : (uint64_t)(n - got);
         /* augmented index i: [BOS] tokens... EOS */
         uint64_t i = c->offset, end = c->offset + want;
@@ -264,16 +269,32 @@ Stream *stream_open(const StreamConfig *cfg, char *err, size_t errlen) {
         for (int i = 0; i < d->n_shards; i++)
             for (uint64_t j = 0; j < d->shards[i].n_docs; j++) { d->doc_shard[g] = (uint64_t)i; d->doc_local[g++] = j; }
     }
+    const char *mix_key = cfg->mix_key ? cfg->mix_key : "data.mix", *wl = cfg->whole_docs ? cfg->whole_docs : "";
+    while (!rc && *wl) {   /* whole_docs: names separated by spaces or commas, or * */
+        size_t k = strcspn(wl, " ,\t");
+        if (k) {   /* a domain of the manifest that this stream's mix leaves out is no error */
+            int found = k == 1 && *wl == '*';
+            for (int d = 0; d < s->n_dom; d++)
+                if (found || (strlen(s->dom[d].name) == k && !strncmp(s->dom[d].name, wl, k))) s->dom[d].whole = 1;
+            cJSON_ArrayForEach(it, doms) {
+                const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "name"));
+                found |= name && strlen(name) == k && !strncmp(name, wl, k);
+            }
+            if (!found) rc = data_fail(err, errlen, "data.whole_docs names domain '%.*s', which %s does not have", (int)k, wl, path);
+        }
+        wl += k;
+        wl += strspn(wl, " ,\t");
+    }
     for (int i = 0; !rc && i < cfg->n_mix; i++) {
         int found = 0;
         for (int d = 0; d < s->n_dom; d++) found |= !strcmp(s->dom[d].name, cfg->mix_name[i]);
-        if (!found) rc = data_fail(err, errlen, "data.mix names domain '%s', which %s does not have", cfg->mix_name[i], path);
-        if (cfg->mix_weight[i] < 0) rc = data_fail(err, errlen, "data.mix: weight of %s is negative", cfg->mix_name[i]);
+        if (!found) rc = data_fail(err, errlen, "%s names domain '%s', which %s does not have", mix_key, cfg->mix_name[i], path);
+        if (cfg->mix_weight[i] < 0) rc = data_fail(err, errlen, "%s: weight of %s is negative", mix_key, cfg->mix_name[i]);
     }
     if (!rc && s->n_dom == 0) rc = data_fail(err, errlen, "%s: no domains", path);
     double wsum = 0;
     for (int d = 0; d < s->n_dom; d++) wsum += s->dom[d].weight;
-    if (!rc && !(wsum > 0)) rc = data_fail(err, errlen, "data.mix: the weights sum to 0");
+    if (!rc && !(wsum > 0)) rc = data_fail(err, errlen, "%s: the weights sum to 0", mix_key);
     for (int d = 0; d < s->n_dom && !rc; d++) s->dom[d].weight /= wsum;
     /* fingerprint: the manifest and every setting the sequences depend on */
     uint64_t fp = fnv1a64(text, n, 1469598103934665603ull);
@@ -284,6 +305,8 @@ Stream *stream_open(const StreamConfig *cfg, char *err, size_t errlen) {
     fp = fnv1a64(&cfg->add_bos, sizeof cfg->add_bos, fp);
     fp = fnv1a64(&cfg->heldout, sizeof cfg->heldout, fp);
     for (int d = 0; d < s->n_dom; d++) { fp = fnv1a64(s->dom[d].name, strlen(s->dom[d].name), fp); fp = fnv1a64(&s->dom[d].weight, 8, fp); }
+    for (int d = 0; d < s->n_dom; d++)   /* only when set: a stream without whole_docs keeps its fingerprint */
+        if (s->dom[d].whole) { fp = fnv1a64("whole", 5, fp); fp = fnv1a64(&d, sizeof d, fp); }
     s->fingerprint = fp;
     cJSON_Delete(root);
     free(text);

@@ -10,7 +10,11 @@
  *     (decided by a hash of seed, domain, epoch, document: long-document upsampling);
  *   - documents are packed into sequences as [BOS] doc EOS, running on into the domain's next
  *     sequence; a sequence holds seq_len tokens plus one more (the last target), and the next
- *     sequence of the domain starts at that last token.
+ *     sequence of the domain starts at that last token;
+ *   - in a domain named by whole_docs, a document that fits in seq_len tokens but not in the rest
+ *     of the sequence starts the domain's next sequence instead, and the rest is padding: EOS
+ *     tokens, each its own document (so no target reaches one and none is counted), so that a
+ *     retrieval document keeps its key and its question in one sequence.
  * So the data is the same whatever the number of readers, and a resume needs only the cursor
  * (a few integers per domain) plus the fingerprint, which is checked.
  */
@@ -36,6 +40,10 @@ typedef struct {
     int skip_corrupt;              /* 1: log and skip a corrupt document; 0: stop with the error */
     int heldout;                   /* 1: read the held-out split instead of train */
     int prefetch;                  /* sequences prepared ahead (>= 1) */
+    const char *mix_key;           /* the mix's name in messages (NULL: "data.mix") */
+    const char *whole_docs;        /* NULL/"": none; "*": every domain; else domain names of the
+                                    * manifest separated by spaces or commas (those not in the mix
+                                    * are ignored) */
 } StreamConfig;
 
 typedef struct Stream Stream;

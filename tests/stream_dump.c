@@ -1,6 +1,6 @@
 /* Reads sequences from a prepared dataset and writes them for the Python data tests.
  * usage: stream_dump DIR SEQ_LEN SEED COUNT OUT [--mix name:w,...] [--cursor-in F] [--cursor-out F]
- *                    [--skip-corrupt] [--upsample BELOW:KEEP] [--heldout]
+ *                    [--skip-corrupt] [--upsample BELOW:KEEP] [--heldout] [--whole NAMES]
  * OUT: per sequence, i32 domain then (SEQ_LEN + 1) i32 tokens then (SEQ_LEN + 1) i32 document ids. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--cursor-out") && i + 1 < argc) cout = argv[++i];
         else if (!strcmp(argv[i], "--skip-corrupt")) c.skip_corrupt = 1;
         else if (!strcmp(argv[i], "--heldout")) c.heldout = 1;
+        else if (!strcmp(argv[i], "--whole") && i + 1 < argc) c.whole_docs = argv[++i];
         else if (!strcmp(argv[i], "--upsample") && i + 1 < argc) {
             char *spec = argv[++i];
             c.upsample_below = atoll(spec);

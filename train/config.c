@@ -42,8 +42,10 @@ static const Key KEYS[] = {
     {"data", "seq_len", K_INT, F(seq_len), 1, 1 << 24, NULL, 1, "0", "tokens per sequence (required)"},
     {"data", "short_seq_len", K_INT, F(short_seq_len), 0, 1 << 24, NULL, 0, "0", "warmup: the first short_steps steps cut each sequence into rows of this many tokens"},
     {"data", "short_steps", K_INT, F(short_steps), 0, 1e12, NULL, 0, "0", "... (same data, same tokens per step; 0: off)"},
+    {"data", "short_mix", K_STR, F(short_mix), 0, 0, NULL, 1, "", "set: the warmup reads a stream of its own, short_seq_len-token sequences of these weights (whole_docs apply to its rows), and the later steps data.mix from its start"},
     {"data", "upsample_below", K_INT, F(upsample_below), 0, 1e15, NULL, 1, "0", "documents shorter than this many tokens ..."},
     {"data", "upsample_keep", K_DOUBLE, F(upsample_keep), 0, 1, NULL, 1, "1", "... are kept with this probability (Fu et al. 2024: 4096, 0.1)"},
+    {"data", "whole_docs", K_STR, F(whole_docs), 0, 0, NULL, 1, "", "domains (space-separated, * for all) whose documents never cross a sequence boundary: one that does not fit the rest of a sequence starts the next, the rest is padding (no target)"},
     {"data", "add_bos", K_BOOL, F(add_bos), 0, 1, NULL, 1, "true", "start each document with the tokenizer's BOS"},
     {"data", "doc_mask", K_BOOL, F(doc_mask), 0, 1, NULL, 1, "true", "tokens attend only within their document"},
     {"data", "on_corrupt", K_ENUM, F(on_corrupt), 0, 0, "error|skip", 0, "error", "a corrupt document stops the run, or is logged and skipped"},
@@ -276,6 +278,7 @@ int config_check_train(const RunConfig *rc, char *err, size_t errlen) {
                  src, (long long)rc->short_seq_len, (long long)rc->seq_len, (long long)rc->short_steps);
         return -1;
     }
+    if (rc->short_mix[0] && rc->short_steps == 0) { snprintf(err, errlen, "%s: data.short_mix is set but data.short_steps is 0 (the steps that read it)", src); return -1; }
     if (rc->short_seq_len > 0 && rc->short_steps == 0) { snprintf(err, errlen, "%s: data.short_seq_len is set but data.short_steps is 0 (the steps that use it)", src); return -1; }
     if (rc->steps <= 0) { snprintf(err, errlen, "%s: train.steps is required (optimizer steps, e.g. 1000)", src); return -1; }
     if (!rc->out_dir[0]) { snprintf(err, errlen, "%s: train.out_dir is required (the run directory)", src); return -1; }

@@ -36,7 +36,7 @@ typedef struct {
     ConfigEntry rope[CONFIG_MAX_ENTRIES];
     int n_rope;
     /* [data] */
-    char data_dir[CONFIG_PATH_MAX], data_mix[1024];
+    char data_dir[CONFIG_PATH_MAX], data_mix[1024], whole_docs[1024], short_mix[1024];
     int64_t seq_len, upsample_below, eval_sequences;
     int64_t short_seq_len, short_steps;   /* sequence-length warmup: 0 = off */
     double upsample_keep;

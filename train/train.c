@@ -58,8 +58,8 @@ static void parse_mix(const char *mix, StreamConfig *sc) {
         char *end = NULL;
         double w = colon ? strtod(colon + 1, &end) : -1;
         if (!colon || colon == t || !end || *end || w < 0)
-            die("data.mix: '%s' is not name:weight (e.g. books:0.4 code:0.3 passkey:0.3)", t);
-        if (sc->n_mix == STREAM_MAX_DOMAINS) die("data.mix: more than %d domains", STREAM_MAX_DOMAINS);
+            die("%s: '%s' is not name:weight (e.g. books:0.4 code:0.3 passkey:0.3)", sc->mix_key ? sc->mix_key : "data.mix", t);
+        if (sc->n_mix == STREAM_MAX_DOMAINS) die("%s: more than %d domains", sc->mix_key ? sc->mix_key : "data.mix", STREAM_MAX_DOMAINS);
         *colon = 0;
         snprintf(sc->mix_name[sc->n_mix], sizeof sc->mix_name[0], "%s", t);
         sc->mix_weight[sc->n_mix++] = w;
@@ -71,8 +71,18 @@ static StreamConfig stream_config(const RunConfig *rc, int heldout) {
     StreamConfig sc = {.dir = rc->data_dir, .seed = (uint64_t)rc->seed, .seq_len = rc->seq_len,
                        .upsample_below = rc->upsample_below, .upsample_keep = rc->upsample_keep,
                        .add_bos = (int)rc->add_bos, .skip_corrupt = !strcmp(rc->on_corrupt, "skip"),
-                       .heldout = heldout, .prefetch = 4};
+                       .heldout = heldout, .prefetch = 4, .whole_docs = rc->whole_docs};
     if (rc->data_mix[0]) parse_mix(rc->data_mix, &sc);
+    return sc;
+}
+
+/* The sequence-length warmup's own stream (data.short_mix): short_seq_len-token sequences. */
+static StreamConfig short_stream_config(const RunConfig *rc) {
+    StreamConfig sc = stream_config(rc, 0);
+    sc.seq_len = rc->short_seq_len;
+    sc.n_mix = 0;
+    sc.mix_key = "data.short_mix";
+    parse_mix(rc->short_mix, &sc);
     return sc;
 }
 
@@ -162,7 +172,7 @@ typedef struct {
     const RunConfig *rc;
     Model *m;
     float *am, *av;
-    Stream *stream;
+    Stream *stream, *short_stream;   /* short_stream: data.short_mix's, read by steps < short_steps */
     FileBlobs *tok;
     char *config_text;
 } Run;
@@ -198,7 +208,8 @@ static void save_checkpoint(Run *r, int64_t step) {
     snprintf(name, sizeof name, "step-%08lld.h5", (long long)step);
     snprintf(path, sizeof path, "%s/%s", r->rc->out_dir, name);
     size_t clen;
-    uint8_t *cursor = stream_save(r->stream, &clen);
+    /* the cursor of the stream that the next step reads */
+    uint8_t *cursor = stream_save(r->short_stream && step < r->rc->short_steps ? r->short_stream : r->stream, &clen);
     TrainState st = {.step = step, .tokens_seen = step * r->rc->micro_batch * r->rc->grad_accum * r->rc->seq_len,
                      .rng_state = (uint64_t)r->rc->seed, .world_size = dist_size(), .data_cursor = cursor,
                      .data_cursor_len = clen, .config_text = r->config_text};
@@ -351,9 +362,13 @@ int cmd_train(int argc, char **argv) {
     if (model_alloc_grads(&m, &e) != RX_OK) die("%s", e.msg);
 
     StreamConfig sc = stream_config(&rc, 0);
-    Stream *stream = stream_open(&sc, err, sizeof err);
+    Stream *stream = stream_open(&sc, err, sizeof err), *short_stream = NULL;
     if (!stream) die("%s", err);
-    if (start > 0 && stream_restore(stream, st.data_cursor, st.data_cursor_len, err, sizeof err))
+    if (rc.short_mix[0] && start < rc.short_steps) {
+        StreamConfig ssc = short_stream_config(&rc);
+        if (!(short_stream = stream_open(&ssc, err, sizeof err))) die("%s", err);
+    }
+    if (start > 0 && stream_restore(short_stream ? short_stream : stream, st.data_cursor, st.data_cursor_len, err, sizeof err))
         die("cannot resume the data stream: %s", err);
 
     const int64_t B = rc.micro_batch, T = rc.seq_len, A = rc.grad_accum, tokens_per_step = B * T * A;
@@ -376,17 +391,26 @@ int cmd_train(int argc, char **argv) {
            (long long)B, (long long)T, omp_get_max_threads());
     if (world > 1) printf(" per rank, %d ranks of %lld micro-batches each", world, (long long)(A / world));
     printf("\n");
-    if (rc.short_steps > 0)
+    if (rc.short_steps > 0 && !rc.short_mix[0])
         printf("sequence-length warmup: steps 1-%lld train each sequence as %lld rows of %lld tokens\n",
                (long long)(rc.short_steps < rc.steps ? rc.short_steps : rc.steps), (long long)(T / rc.short_seq_len),
                (long long)rc.short_seq_len);
+    if (short_stream) {
+        printf("sequence-length warmup: steps 1-%lld read %lld sequences of %lld tokens a micro-batch from their own "
+               "stream (", (long long)(rc.short_steps < rc.steps ? rc.short_steps : rc.steps),
+               (long long)(B * T / rc.short_seq_len), (long long)rc.short_seq_len);
+        for (int d = 0; d < stream_domains(short_stream); d++)
+            printf("%s%s %.3f", d ? ", " : "", stream_domain_name(short_stream, d), stream_domain_weight(short_stream, d));
+        printf(")\n");
+    }
     if (m.cfg.vocab < stream_vocab_size(stream))
         die("data.dir %s was tokenized with %lld token ids but the model's vocabulary has %lld", rc.data_dir,
             (long long)stream_vocab_size(stream), (long long)m.cfg.vocab);
 
-    Batch b;
-    b.seq = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
-    b.docs_seq = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
+    Batch b;   /* seq, docs_seq: B sequences of T + 1, or the warmup stream's B T / Ts of Ts + 1 */
+    const int64_t seq_cap = short_stream ? B * T + B * T / rc.short_seq_len : B * (T + 1);
+    b.seq = malloc(sizeof(int32_t) * (size_t)seq_cap);
+    b.docs_seq = malloc(sizeof(int32_t) * (size_t)seq_cap);
     b.inp = malloc(sizeof(int32_t) * (size_t)(B * T));
     b.tgt = malloc(sizeof(int32_t) * (size_t)(B * T));
     b.docs = malloc(sizeof(int32_t) * (size_t)(B * T));
@@ -400,7 +424,7 @@ int cmd_train(int argc, char **argv) {
     AdamWConfig ac = {rc.beta1, rc.beta2, rc.eps, rc.weight_decay};
     Schedule sched = {!strcmp(rc.schedule, "cosine") ? SCHED_COSINE : !strcmp(rc.schedule, "linear") ? SCHED_LINEAR : SCHED_CONSTANT,
                       rc.lr, rc.warmup_start, rc.min_lr_ratio, rc.warmup_steps, rc.steps};
-    Run run = {&rc, &m, am, av, stream, &tok, config_to_ini(&rc)};
+    Run run = {&rc, &m, am, av, stream, short_stream, &tok, config_to_ini(&rc)};
     FILE *metrics = fopen(rank == 0 ? metrics_path : "/dev/null", "a");
     if (!metrics) die("%s: cannot open for writing", metrics_path);
     signal(SIGINT, on_signal);
@@ -410,19 +434,28 @@ int cmd_train(int argc, char **argv) {
     const double full_over_short = rc.short_steps > 0 ? model_flops_per_token(&m.cfg, T) /
                                                             model_flops_per_token(&m.cfg, rc.short_seq_len)
                                                       : 1.0;
-    int64_t bad = 0, skipped_total = 0, done_here[2] = {0, 0};
+    int64_t bad = 0, skipped_total = 0, done_here[2] = {0, 0}, skipped_short = 0;
     for (int64_t step = start; step < rc.steps; step++) {
-        double t0 = now_s(), w0 = stream_wait_seconds(stream);
+        if (short_stream && step >= rc.short_steps) {   /* the warmup is over: its stream is not read again */
+            skipped_short = stream_skipped(short_stream);
+            stream_close(short_stream);
+            short_stream = run.short_stream = NULL;
+        }
+        Stream *src = short_stream ? short_stream : stream;
+        double t0 = now_s(), w0 = stream_wait_seconds(src);
         model_zero_grad(&m);
         double loss_sum = 0;
         for (int64_t a = 0; a < A; a++) {
+            /* sequence-length warmup: the B x T batch, row-major, is read as (B T / Ts) x Ts rows
+             * (the same tokens and targets; each row's document ids stay non-decreasing), or with
+             * data.short_mix is B T / Ts sequences of Ts tokens from the warmup's own stream */
+            const int64_t Ts = step < rc.short_steps ? rc.short_seq_len : T;
             /* micro-batch a belongs to rank a / (A / world): every rank reads it, its owner trains on it */
-            if (next_batch(stream, &b, B, T, err, sizeof err)) die("data: %s", err);
+            if (short_stream ? next_batch(short_stream, &b, B * (T / Ts), Ts, err, sizeof err)
+                             : next_batch(stream, &b, B, T, err, sizeof err))
+                die("data: %s", err);
             if (a / (A / world) != rank) continue;
             m.docs = rc.doc_mask ? b.docs : NULL;
-            /* sequence-length warmup: the B x T batch, row-major, is read as (B T / Ts) x Ts rows
-             * (the same tokens and targets; each row's document ids stay non-decreasing) */
-            const int64_t Ts = step < rc.short_steps ? rc.short_seq_len : T;
             float loss;
             if (model_forward_backward(&m, b.inp, b.tgt, B * (T / Ts), Ts, &loss, &e) != RX_OK) die("%s", e.msg);
             loss_sum += loss;
@@ -444,7 +477,7 @@ int cmd_train(int argc, char **argv) {
         int ok = isfinite(loss) && isfinite(norm);
         if (ok) { adamw_step(m.params, m.grads, am, av, ranges, m.table.count, &ac, lr, step + 1); bad = 0; }
         else { bad++; skipped_total++; }
-        double dt = now_s() - t0, wait = stream_wait_seconds(stream) - w0;
+        double dt = now_s() - t0, wait = stream_wait_seconds(src) - w0;
         const int full = step >= rc.short_steps;
         t_steps[full] += dt;
         done_here[full]++;
@@ -470,7 +503,7 @@ int cmd_train(int argc, char **argv) {
                          "\"skipped_documents\": %lld, \"ranks\": %d, \"allreduce_s\": %.6f, \"rank_wait_s\": %.6f}\n",
                 (long long)step + 1, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
                 (double)tokens_per_step / dt, wait, dt, (long long)((step + 1) * tokens_per_step), ok ? "false" : "true",
-                (long long)stream_skipped(stream), world, t_reduce, t_sync);
+                (long long)(stream_skipped(stream) + (short_stream ? stream_skipped(short_stream) : skipped_short)), world, t_reduce, t_sync);
         fflush(metrics);
         if (bad >= rc.max_bad_steps)
             die("%lld non-finite steps in a row (train.max_bad_steps): stopping; the last good checkpoint is %s/latest",
@@ -505,6 +538,7 @@ int cmd_train(int argc, char **argv) {
                (long long)rc.steps, (long long)skipped_total, final_path, final_path);
     }
     stream_close(stream);
+    if (short_stream) stream_close(short_stream);
     free(run.config_text);
     free(am); free(av); free(ranges);
     free(b.seq); free(b.docs_seq); free(b.inp); free(b.tgt); free(b.docs);

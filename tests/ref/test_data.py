@@ -6,7 +6,9 @@
 2. `ropex data prepare` + the stream: mixing shares over 10,000 sequences within 1% of the
    weights; the same seed gives the same stream; packing layout ([BOS] doc EOS, document ids).
 3. Exact resume: N sequences, cursor saved, a fresh process restores it and reads M more: equal to
-   a straight run of N + M, for several N (mid-document among them).
+   a straight run of N + M, for several N (mid-document among them). data.whole_docs: no
+   document that fits in a sequence is split, padding only at the end and never a target, the
+   real tokens those of the split stream in order, exact resume, its cursor refused without it.
 4. Corruption: a flipped byte, a truncated shard, a wrong magic, an index pointing past the end:
    each gives its message (or is skipped with data.on_corrupt = skip), never a crash.
 
@@ -206,6 +208,95 @@ def test_resume(data):
     report(r[0] is None and "data settings changed" in r[1], "a cursor from other data settings is refused", r[1].strip()[:160])
     (dom, _, _), _ = dump(data, T, 7, 50, "--mix", mix, "--heldout")
     report(len(dom) == 50, "held-out split readable as its own stream")
+
+
+def domain_rows(dom, tok, docs, d):
+    """A domain's sequences, each without its last token (the next sequence's first)."""
+    return [(tok[k, :-1], docs[k, :-1]) for k in np.nonzero(dom == d)[0]]
+
+
+def is_pad(t, ds, i, eos):
+    """Padding: an EOS alone in its document, never first in a sequence (a split document's last
+    token can be)."""
+    return i > 0 and t[i] == eos and ds[i] != ds[i - 1] and (i + 1 == len(t) or ds[i + 1] != ds[i])
+
+
+def test_whole(data):
+    """data.whole_docs: a document that fits in a sequence is never split; nothing lost or reordered."""
+    T, mix, count = 256, "books:0.4,code:0.3,passkey:0.3", 1500
+    with open(os.path.join(data, "manifest.json")) as f:
+        man = json.load(f)
+    bos, eos = man["bos_id"], man["eos_id"]
+    (dom0, tok0, docs0), _ = dump(data, T, 3, count, "--mix", mix)
+    (dom, tok, docs), _ = dump(data, T, 3, count, "--mix", mix, "--whole", "code passkey")
+    names = ["books", "code", "passkey"]
+    same_books = all(np.array_equal(a[0], b[0]) for a, b in zip(domain_rows(dom0, tok0, docs0, 0), domain_rows(dom, tok, docs, 0)))
+    report(np.array_equal(dom0, dom) and same_books,
+           "whole_docs: the domains' order of sequences and a domain not named (books) unchanged")
+    bad, split_before, split_after, pads = [], 0, 0, 0
+    for d in (1, 2):
+        ref = np.concatenate([t for t, _ in domain_rows(dom0, tok0, docs0, d)])
+        real, row_of = [], []
+        for r, (t, ds) in enumerate(domain_rows(dom, tok, docs, d)):
+            seen_pad = False
+            for i in range(len(t)):
+                if is_pad(t, ds, i, eos):
+                    seen_pad = True
+                    pads += 1
+                    continue
+                if seen_pad:
+                    bad.append(f"{names[d]}: a real token after padding in a sequence")
+                real.append(t[i])
+                row_of.append(r)
+        real = np.array(real)
+        n = min(len(real), len(ref))
+        if n < len(ref) // 2 or not np.array_equal(real[:n], ref[:n]):
+            bad.append(f"{names[d]}: the real tokens are not the split stream's ({n} of {len(ref)} compared)")
+        # documents of the token stream: [BOS] ... EOS; count those that fit in T but cross a boundary
+        ends = np.nonzero(ref[:n] == eos)[0]
+        start = 0
+        for e in ends:
+            if e - start + 1 <= T and row_of[start] != row_of[e]:
+                split_after += 1
+            start = e + 1
+        # the same count in the split stream
+        rows0 = np.concatenate([np.full(len(t), r) for r, (t, _) in enumerate(domain_rows(dom0, tok0, docs0, d))])
+        start = 0
+        for e in ends:
+            if e - start + 1 <= T and rows0[start] != rows0[e]:
+                split_before += 1
+            start = e + 1
+    report(not bad and split_after == 0 and split_before >= 10 and pads > 0,
+           "whole_docs: no document that fits in a sequence crosses a boundary; padding only at a sequence's end; "
+           "the real tokens are the split stream's in order",
+           f"documents split: {split_before} without, {split_after} with; {pads} padding tokens; " + "; ".join(bad[:3]))
+    # training targets (train.c's rule): a target in another document counts only if it is BOS
+    counted_pad, where = 0, ""
+    if bos == eos:
+        bos = -1   # stream_bos(): no BOS is added where it is the EOS
+    for k in range(count):
+        t, ds = tok[k], docs[k]
+        for i in range(T):
+            counted = ds[i + 1] == ds[i] or t[i + 1] == bos
+            if counted and (is_pad(t, ds, i, eos) or is_pad(t, ds, i + 1, eos)):
+                counted_pad += 1
+                where = where or f"sequence {k} position {i}: {t[max(i - 2, 0):i + 3]} in documents {ds[max(i - 2, 0):i + 3]}"
+    report(counted_pad == 0, "whole_docs: no training target from or to a padding token", f"{counted_pad} counted {where}")
+    cur = os.path.join(TMP, "cursor_whole")
+    (_, first, _), _ = dump(data, T, 3, 37, "--mix", mix, "--whole", "code passkey", "--cursor-out", cur)
+    res, err = dump(data, T, 3, 200 - 37, "--mix", mix, "--whole", "code passkey", "--cursor-in", cur)
+    report(res is not None and np.array_equal(np.concatenate([first, res[1]]), tok[:200]),
+           "whole_docs: exact resume from a cursor", err.strip()[:160])
+    res, err = dump(data, T, 3, 5, "--mix", mix, "--cursor-in", cur)
+    report(res is None and "data settings changed" in err, "whole_docs: its cursor refused by a stream without it", err.strip()[:160])
+    res, err = dump(data, T, 3, 5, "--mix", "books:0.5,code:0.5", "--whole", "passkey poetry")
+    report(res is None and "data.whole_docs names domain 'poetry', which" in err and "manifest.json does not have" in err,
+           "whole_docs: a domain the data does not have is named in the error (one the mix leaves out is not an error)",
+           err.strip()[:160])
+    (_, tok2, _), _ = dump(data, T, 3, 300, "--mix", mix, "--whole", "*")
+    (_, tok3, _), _ = dump(data, T, 3, 300, "--mix", mix, "--whole", "passkey,books code")
+    report(np.array_equal(tok2, tok3) and not np.array_equal(tok2, tok0[:300]),
+           "whole_docs = * names every domain; names separated by commas or spaces")
 
 
 def corrupt_copy(data, name, mutate):
@@ -436,6 +527,7 @@ def main():
                    r.stderr.strip()[:200])
             test_stream(data)
             test_resume(data)
+            test_whole(data)
             test_corruption(data)
             test_synth(tok)
     print(f"{results['passed']} passed, {results['failed']} failed")

@@ -7,7 +7,9 @@
    21-30 of the run recomputed by the PyTorch reference from the step-20 checkpoint agree.
 3. SIGINT finishes the step, saves, exits 130 and says how to resume; a resume with a changed
    seed is refused naming the key; --fresh starts over.
-4. Config errors, table-driven, each with its exact message.
+4. Sequence-length warmup: rows of the run's sequences, or (data.short_mix) a stream of its own,
+   resumed exactly on both sides of the switch.
+5. Config errors, table-driven, each with its exact message.
 
 usage: test_train.py BUILD_DIR
 """
@@ -454,6 +456,52 @@ def test_short_sequences(data):
            f"step 4 {lw[4]:.6f} (rows: {lr[4]:.6f})")
 
 
+def test_short_mix(data):
+    """data.short_mix: the warmup's steps read a stream of their own (short_seq_len-token sequences
+    of that mix): steps 1-3 bit-identical to a run of 4 x 64-token sequences of that mix; the
+    later steps read data.mix from its start; a run stopped before or after the switch and resumed
+    ends bit-identical to the straight run (the checkpoint holds the cursor of the stream its next
+    step reads)."""
+    one = CONFIG.format(data=data, out="{out}").replace("mix = books:0.5 code:0.3 passkey:0.2", "mix = books:1.0") \
+        .replace("steps = 40", "steps = 6").replace("grad_accum = 2", "grad_accum = 1") \
+        .replace("save_every = 10", "save_every = 2\nkeep_last = 10")
+    warm = one.replace("micro_batch = 2", "micro_batch = 1").replace(
+        "seq_len = 256", "seq_len = 256\nshort_seq_len = 64\nshort_steps = 3\nshort_mix = code:0.6 passkey:0.4\n"
+                         "whole_docs = passkey")
+    rows = one.replace("micro_batch = 2", "micro_batch = 4").replace("seq_len = 256", "seq_len = 64\nwhole_docs = passkey") \
+        .replace("mix = books:1.0", "mix = code:0.6 passkey:0.4")
+    runs = {}
+    for name, text in (("warm", warm), ("rows", rows)):
+        out = os.path.join(TMP, "shortmix-" + name)
+        p = os.path.join(TMP, f"shortmix-{name}.ini")
+        with open(p, "w") as f:
+            f.write(text.replace("{out}", out))
+        r = ropex("train", p, "--fresh")
+        if r.returncode != 0:
+            report(False, "data.short_mix", f"{name}: {r.stderr.strip()[-300:]}")
+            return
+        runs[name] = (losses(out), os.path.join(out, "final.h5"), r.stdout, p, out)
+    (lw, fw, say, pw, ow), (lr, _, _, _, _) = runs["warm"], runs["rows"]
+    same_l = all(lw[s] == lr[s] for s in (1, 2, 3))
+    report(same_l and lw[4] != lr[4] and "steps 1-3 read 4 sequences of 64 tokens a micro-batch from their own stream (code 0.600, passkey 0.400)" in say,
+           "data.short_mix: steps 1-3 bit-identical to 4 x 64-token sequences of that mix (with its whole_docs), step 4 on data.mix",
+           f"losses 1-3 {'identical' if same_l else 'DIFFER'}, step 4 {lw[4]:.6f} (rows: {lr[4]:.6f})")
+    straight = weights(fw)
+    bad = []
+    for at in (2, 4):   # the step-2 checkpoint holds the warmup stream's cursor, step 4 the main one's
+        with open(os.path.join(ow, "latest"), "w") as f:
+            f.write(f"step-{at:08d}.h5\n")
+        os.remove(fw)
+        r = ropex("train", pw)
+        again = weights(fw) if os.path.exists(fw) else {}
+        if r.returncode != 0 or not (again.keys() == straight.keys() and all(np.array_equal(again[k], straight[k]) for k in again)):
+            bad.append(f"from step {at}: {r.stderr.strip()[-160:] or 'weights differ'}")
+        elif losses(ow) != lw:
+            bad.append(f"from step {at}: losses differ")
+    report(not bad, "data.short_mix: resumed from step 2 (warmup stream) and from step 4 (main stream), bit-identical to the straight run",
+           "; ".join(bad))
+
+
 def test_config_errors(data):
     base = CONFIG.format(data=data, out=os.path.join(TMP, "errs"))
     cases = [
@@ -471,6 +519,12 @@ def test_config_errors(data):
          ": data.short_seq_len = 100 must divide data.seq_len = 256 and be smaller (data.short_steps = 5)"),
         ("short rows without steps", base.replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 64"),
          ": data.short_seq_len is set but data.short_steps is 0 (the steps that use it)"),
+        ("short mix without steps", base.replace("seq_len = 256", "seq_len = 256\nshort_mix = code:1"),
+         ": data.short_mix is set but data.short_steps is 0 (the steps that read it)"),
+        ("short mix unknown domain", base.replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 64\nshort_steps = 2\nshort_mix = novels:1"),
+         "data.short_mix names domain 'novels', which"),
+        ("whole_docs unknown domain", base.replace("seq_len = 256", "seq_len = 256\nwhole_docs = code novels"),
+         "data.whole_docs names domain 'novels', which"),
         ("vocab too small", base.replace("vocab_size = 640", "vocab_size = 100"), "tokenizer.json has 610 tokens but the model's vocab_size is 100: set model.vocab_size >= 610"),
     ]
     for name, text, want in cases:
@@ -503,6 +557,7 @@ def main():
         test_nan_guard(data, os.path.join(TMP, "straight", "final.h5"))
         test_signals(data)
         test_short_sequences(data)
+        test_short_mix(data)
         test_config_errors(data)
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
