@@ -23,6 +23,8 @@
 #                        short, 100-500 characters: dense answers, where the fixture learns to copy digits)
 #   passkeyfar           passkeys in the first quarter of 1000-2000 characters (retrieval from far back)
 #   passkeyend           passkeys in the first fifth of 1700-1900 characters (from 1,400-2,000 tokens back)
+#   passkeyedge          passkeys in the first twentieth of 1850-1945 characters (documents of at most 2,042
+#                        characters: from 1,760-2,020 tokens back, as far as a 2048-token window reaches)
 #   passkey8k, kv8k, recall8k   the same kinds up to LONG_CHARS characters (default 8000; the 2048 -> 8192 extension)
 # The tokenizer is data/byte-tokenizer.json (one token per byte) unless TOKENIZER names another
 # (a real checkpoint's tokenizer.json). Usage: [TOKENIZER=FILE] scripts/demo-data.sh [DIR]
@@ -71,7 +73,8 @@ prep --domain code "$STAGE/code" --aggregate --min-tokens 512 --heldout 0.04
 "$ROPEX" data synth passkey --docs 40000 --min-chars 100 --max-chars 500 --questions 4 --seed 15 --out "$STAGE/passkeys.jsonl"
 "$ROPEX" data synth passkey --docs 12000 --min-chars 1000 --max-chars 2000 --depth 0..0.25 --seed 16 --out "$STAGE/passkeyfar.jsonl"
 "$ROPEX" data synth passkey --docs 8000 --min-chars 1700 --max-chars 1900 --depth 0..0.2 --seed 17 --out "$STAGE/passkeyend.jsonl"
+"$ROPEX" data synth passkey --docs 4000 --min-chars 1850 --max-chars 1945 --depth 0..0.05 --seed 18 --out "$STAGE/passkeyedge.jsonl"
 "$ROPEX" data synth recall --docs 250000 --pairs 2..4 --min-chars 1 --max-chars 40 --seed 14 --out "$STAGE/recall.jsonl"
 "$ROPEX" data synth recall --docs 3000 --min-chars 2000 --max-chars "$LONG_CHARS" --seed 13 --out "$STAGE/recall8k.jsonl"
-for d in passkey kv repeat copy passkey8k kv8k recall2k passkeyq passkeys passkeyfar passkeyend recall recall8k; do prep --domain $d "$STAGE/$d.jsonl" --heldout 0.01; done
+for d in passkey kv repeat copy passkey8k kv8k recall2k passkeyq passkeys passkeyfar passkeyend passkeyedge recall recall8k; do prep --domain $d "$STAGE/$d.jsonl" --heldout 0.01; done
 "$ROPEX" data inspect "$OUT"
