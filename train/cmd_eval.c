@@ -251,6 +251,7 @@ int cmd_eval(int argc, char **argv) {
             int row_ok = 1;
             for (int64_t j = 0; j < n_dep; j++) {
                 int hits = 0;
+                double dist = 0;   /* tokens from the key's sentence to the end of the prompt, mean over the trials */
                 for (int64_t k = 0; k < trials; k++) {
                     int key = 10000 + (int)(rng_next(&rng) % 90000);
                     int64_t n, kp, na;
@@ -260,6 +261,7 @@ int cmd_eval(int argc, char **argv) {
                     int r = passkey_trial(&m, p, n, ans, na, err, sizeof err);
                     if (r < 0) die("%s", err);
                     hits += r;
+                    dist += (double)(n - kp) / (double)trials;
                     free(p); free(ans);
                 }
                 double acc = (double)hits / (double)trials;
@@ -270,6 +272,7 @@ int cmd_eval(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "depth", depths[j]);
                 cJSON_AddNumberToObject(o, "accuracy", acc);
                 cJSON_AddNumberToObject(o, "trials", (double)trials);
+                cJSON_AddNumberToObject(o, "key_distance", dist);
                 cJSON_AddItemToArray(pk, o);
             }
             printf("\n");

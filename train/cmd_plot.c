@@ -18,7 +18,8 @@ static const char HELP[] =
     "  ppl.png       perplexity against window length, one line per `ropex eval --json` file\n"
     "  passkey.png   passkey accuracy per (length, depth), one panel per results file with a grid\n"
     "  results.md    the results files as one Markdown table (also printed): perplexity per window,\n"
-    "                passkey accuracy within and beyond the model's original length, the worst cell, k_max\n"
+    "                passkey accuracy within and beyond the model's original length L0, of the cells whose key is more\n"
+    "                than L0 tokens back, the worst cell, k_max\n"
     "--out DIR defaults to RUN_DIR, or to the directory of the first results file.\n";
 
 static FILE *gnuplot(void) {
@@ -191,8 +192,8 @@ static void results_table(char **files, int n, const char *out) {
         FILE *o = pass ? stdout : f;
         fprintf(o, "| model | rope |");
         for (int k = 0; k < nw; k++) fprintf(o, " ppl %.0f |", windows[k]);
-        fprintf(o, " passkey <= %s | passkey > %s | worst cell | k_max |\n| --- | --- |", "L0", "L0");
-        for (int k = 0; k < nw + 4; k++) fprintf(o, " ---: |");
+        fprintf(o, " passkey <= %s | passkey > %s | key > %s back | worst cell | k_max |\n| --- | --- |", "L0", "L0", "L0");
+        for (int k = 0; k < nw + 5; k++) fprintf(o, " ---: |");
         fprintf(o, "\n");
         for (int i = 0; i < n; i++) {
             const cJSON *j = js[i], *it;
@@ -208,14 +209,18 @@ static void results_table(char **files, int n, const char *out) {
             }
             /* L0: the length the weights were pretrained at (original_max_len in the JSON; 2048 if absent) */
             double l0 = cJSON_IsNumber(jget(j, "original_max_len")) ? cJSON_GetNumberValue(jget(j, "original_max_len")) : 2048;
-            double in = 0, in_n = 0, beyond = 0, beyond_n = 0, worst = 2;
+            /* by length (cells of prompts longer than L0) and by distance (cells whose key is more
+             * than L0 tokens back: key_distance, written by ropex eval since 2026-12-03) */
+            double in = 0, in_n = 0, beyond = 0, beyond_n = 0, far = 0, far_n = 0, worst = 2;
             cJSON_ArrayForEach(it, jget(j, "passkey")) {
                 double a = cJSON_GetNumberValue(jget(it, "accuracy")), l = cJSON_GetNumberValue(jget(it, "length"));
                 if (l <= l0) { in += a; in_n++; } else { beyond += a; beyond_n++; }
+                if (cJSON_IsNumber(jget(it, "key_distance")) && cJSON_GetNumberValue(jget(it, "key_distance")) > l0) { far += a; far_n++; }
                 if (a < worst) worst = a;
             }
             if (in_n) fprintf(o, " %.0f%% |", 100 * in / in_n); else fprintf(o, " – |");
             if (beyond_n) fprintf(o, " %.0f%% |", 100 * beyond / beyond_n); else fprintf(o, " – |");
+            if (far_n) fprintf(o, " %.0f%% |", 100 * far / far_n); else fprintf(o, " – |");
             if (worst <= 1) fprintf(o, " %.0f%% |", 100 * worst); else fprintf(o, " – |");
             if (cJSON_IsNumber(jget(j, "k_max"))) fprintf(o, " %.0f |\n", cJSON_GetNumberValue(jget(j, "k_max")));
             else fprintf(o, " – |\n");

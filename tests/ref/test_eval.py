@@ -114,6 +114,32 @@ def main():
         ok = r4.returncode == 0 and all(os.path.exists(x) and open(x, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and
                                         os.path.getsize(x) > 5000 for x in pngs)
         report(ok, "ropex plot: loss.png, ppl.png, passkey.png drawn by gnuplot", (r4.stdout + r4.stderr).strip()[-200:])
+        # key_distance: tokens from the key to the question's end, about (1 - depth) x length
+        r6 = subprocess.run([ropex, "eval", ck, "--data", data, "--lengths", "512,1024", "--passkey", "--trials", "1",
+                             "--depths", "0,0.5,1", "--json", os.path.join(tmp, "ev3.json")], capture_output=True, text=True)
+        cells = json.load(open(os.path.join(tmp, "ev3.json")))["passkey"] if r6.returncode == 0 else []
+        dist = {(c["length"], c["depth"]): c.get("key_distance", -1) for c in cells}
+        ok = len(dist) == 6 and all(dist[(L, 0)] > dist[(L, 0.5)] > dist[(L, 1)] > 0 and 0.8 * L <= dist[(L, 0)] <= L and
+                                    abs(dist[(L, 0.5)] - L / 2) < 0.15 * L for L in (512, 1024))
+        report(ok, "ropex eval: each passkey cell's key_distance (tokens from the key to the end of the prompt) falls with depth",
+               str(dist))
+        # results.md: a cell counts as "key > L0 back" by its key_distance, not by its length
+        fake = {"label": "m", "rope_type": "default", "factor": 1, "original_max_len": 100,
+                "perplexity": [{"window": 100, "stride": 50, "ppl": 5.0, "documents": 1, "windows": 1, "tokens": 50}],
+                "passkey": [{"length": 400, "depth": 0, "accuracy": 0.0, "trials": 5, "key_distance": 390},
+                            {"length": 400, "depth": 1, "accuracy": 1.0, "trials": 5, "key_distance": 60},
+                            {"length": 200, "depth": 0, "accuracy": 0.5, "trials": 5, "key_distance": 190},
+                            {"length": 100, "depth": 0, "accuracy": 1.0, "trials": 5, "key_distance": 90}], "k_max": 100}
+        fp = os.path.join(tmp, "fake.json")
+        with open(fp, "w") as f:
+            json.dump(fake, f)
+        r5 = subprocess.run([ropex, "plot", fp, "--out", os.path.join(tmp, "plots2")], capture_output=True, text=True)
+        rows = [l for l in r5.stdout.splitlines() if l.startswith("| m |")]
+        cols = [c.strip() for c in rows[0].split("|")] if rows else []
+        # | m | rope | ppl 100 | pk<=L0 | pk>L0 | key>L0 back | worst | k_max |
+        report(cols[3:9] == ["5.000", "100%", "50%", "25%", "0%", "100"] and "key > L0 back" in r5.stdout,
+               "ropex plot: results.md's passkey columns by length (<= / > L0) and by the key's distance (> L0 back)",
+               " ".join(cols) or (r5.stdout + r5.stderr)[-200:])
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
 
