@@ -53,13 +53,14 @@ static void fmt_time(double s, char *out, size_t n) {
 /* "books:0.4 code:0.3" (spaces or commas) into the stream config. */
 static void parse_mix(const char *mix, StreamConfig *sc) {
     char *copy = strdup(mix), *save = NULL;
+    const char *key = sc->mix_key ? sc->mix_key : "data.mix";
     for (char *t = strtok_r(copy, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save)) {
         char *colon = strchr(t, ':');
         char *end = NULL;
         double w = colon ? strtod(colon + 1, &end) : -1;
         if (!colon || colon == t || !end || *end || w < 0)
-            die("%s: '%s' is not name:weight (e.g. books:0.4 code:0.3 passkey:0.3)", sc->mix_key ? sc->mix_key : "data.mix", t);
-        if (sc->n_mix == STREAM_MAX_DOMAINS) die("%s: more than %d domains", sc->mix_key ? sc->mix_key : "data.mix", STREAM_MAX_DOMAINS);
+            die("%s: '%s' is not name:weight (e.g. books:0.4 code:0.3 passkey:0.3)", key, t);
+        if (sc->n_mix == STREAM_MAX_DOMAINS) die("%s: more than %d domains", key, STREAM_MAX_DOMAINS);
         *colon = 0;
         snprintf(sc->mix_name[sc->n_mix], sizeof sc->mix_name[0], "%s", t);
         sc->mix_weight[sc->n_mix++] = w;
@@ -434,10 +435,9 @@ int cmd_train(int argc, char **argv) {
     const double full_over_short = rc.short_steps > 0 ? model_flops_per_token(&m.cfg, T) /
                                                             model_flops_per_token(&m.cfg, rc.short_seq_len)
                                                       : 1.0;
-    int64_t bad = 0, skipped_total = 0, done_here[2] = {0, 0}, skipped_short = 0;
+    int64_t bad = 0, skipped_total = 0, done_here[2] = {0, 0};
     for (int64_t step = start; step < rc.steps; step++) {
         if (short_stream && step >= rc.short_steps) {   /* the warmup is over: its stream is not read again */
-            skipped_short = stream_skipped(short_stream);
             stream_close(short_stream);
             short_stream = run.short_stream = NULL;
         }
@@ -503,7 +503,7 @@ int cmd_train(int argc, char **argv) {
                          "\"skipped_documents\": %lld, \"ranks\": %d, \"allreduce_s\": %.6f, \"rank_wait_s\": %.6f}\n",
                 (long long)step + 1, isfinite(loss) ? loss : -1.0, lr, isfinite(norm) ? norm : -1.0,
                 (double)tokens_per_step / dt, wait, dt, (long long)((step + 1) * tokens_per_step), ok ? "false" : "true",
-                (long long)(stream_skipped(stream) + (short_stream ? stream_skipped(short_stream) : skipped_short)), world, t_reduce, t_sync);
+                (long long)stream_skipped(src), world, t_reduce, t_sync);   /* the documents the stream of this step has skipped */
         fflush(metrics);
         if (bad >= rc.max_bad_steps)
             die("%lld non-finite steps in a row (train.max_bad_steps): stopping; the last good checkpoint is %s/latest",

@@ -427,6 +427,23 @@ def test_signals(data):
            r.stderr.strip()[:200])
 
 
+def train_runs(prefix, texts):
+    """Writes each (name, config text with {out}) and trains it afresh: {name: (out_dir, stdout, ini)},
+    or None after reporting the first failure."""
+    runs = {}
+    for name, text in texts:
+        out = os.path.join(TMP, f"{prefix}-{name}")
+        p = os.path.join(TMP, f"{prefix}-{name}.ini")
+        with open(p, "w") as f:
+            f.write(text.replace("{out}", out))
+        r = ropex("train", p, "--fresh")
+        if r.returncode != 0:
+            report(False, prefix, f"{name}: {r.stderr.strip()[-300:]}")
+            return None
+        runs[name] = (out, r.stdout, p)
+    return runs
+
+
 def test_short_sequences(data):
     """Sequence-length warmup (data.short_seq_len, data.short_steps): a 256-token run whose first
     3 steps cut each sequence into 4 rows of 64 equals, on those steps, a run of 4 x 64-token
@@ -435,19 +452,13 @@ def test_short_sequences(data):
     bit-identical; from step 4 on it trains the whole 256 tokens, so its loss there differs."""
     one = CONFIG.format(data=data, out="{out}").replace("mix = books:0.5 code:0.3 passkey:0.2", "mix = books:1.0") \
         .replace("steps = 40", "steps = 5").replace("grad_accum = 2", "grad_accum = 1").replace("save_every = 10", "save_every = 3")
-    runs = {}
-    for name, text in (("warm", one.replace("micro_batch = 2", "micro_batch = 1").replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 64\nshort_steps = 3")),
-                       ("rows", one.replace("micro_batch = 2", "micro_batch = 4").replace("seq_len = 256", "seq_len = 64"))):
-        out = os.path.join(TMP, "short-" + name)
-        p = os.path.join(TMP, f"short-{name}.ini")
-        with open(p, "w") as f:
-            f.write(text.replace("{out}", out))
-        r = ropex("train", p, "--fresh")
-        if r.returncode != 0:
-            report(False, "sequence-length warmup", f"{name}: {r.stderr.strip()[-300:]}")
-            return
-        runs[name] = (losses(out), weights(os.path.join(out, "step-00000003.h5")), r.stdout)
-    (lw, ww, say), (lr, wr, _) = runs["warm"], runs["rows"]
+    runs = train_runs("short", (("warm", one.replace("micro_batch = 2", "micro_batch = 1").replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 64\nshort_steps = 3")),
+                                ("rows", one.replace("micro_batch = 2", "micro_batch = 4").replace("seq_len = 256", "seq_len = 64"))))
+    if runs is None:
+        return
+    (ow, say, _), (orr, _, _) = runs["warm"], runs["rows"]
+    lw, ww = losses(ow), weights(os.path.join(ow, "step-00000003.h5"))
+    lr, wr = losses(orr), weights(os.path.join(orr, "step-00000003.h5"))
     same_w = ww.keys() == wr.keys() and all(np.array_equal(ww[k], wr[k]) for k in ww)
     same_l = all(lw[s] == lr[s] for s in (1, 2, 3))
     report(same_l and same_w and lw[4] != lr[4] and "steps 1-3 train each sequence as 4 rows of 64 tokens" in say,
@@ -470,18 +481,11 @@ def test_short_mix(data):
                          "whole_docs = passkey")
     rows = one.replace("micro_batch = 2", "micro_batch = 4").replace("seq_len = 256", "seq_len = 64\nwhole_docs = passkey") \
         .replace("mix = books:1.0", "mix = code:0.6 passkey:0.4")
-    runs = {}
-    for name, text in (("warm", warm), ("rows", rows)):
-        out = os.path.join(TMP, "shortmix-" + name)
-        p = os.path.join(TMP, f"shortmix-{name}.ini")
-        with open(p, "w") as f:
-            f.write(text.replace("{out}", out))
-        r = ropex("train", p, "--fresh")
-        if r.returncode != 0:
-            report(False, "data.short_mix", f"{name}: {r.stderr.strip()[-300:]}")
-            return
-        runs[name] = (losses(out), os.path.join(out, "final.h5"), r.stdout, p, out)
-    (lw, fw, say, pw, ow), (lr, _, _, _, _) = runs["warm"], runs["rows"]
+    runs = train_runs("shortmix", (("warm", warm), ("rows", rows)))
+    if runs is None:
+        return
+    (ow, say, pw), (orr, _, _) = runs["warm"], runs["rows"]
+    lw, lr, fw = losses(ow), losses(orr), os.path.join(ow, "final.h5")
     same_l = all(lw[s] == lr[s] for s in (1, 2, 3))
     report(same_l and lw[4] != lr[4] and "steps 1-3 read 4 sequences of 64 tokens a micro-batch from their own stream (code 0.600, passkey 0.400)" in say,
            "data.short_mix: steps 1-3 bit-identical to 4 x 64-token sequences of that mix (with its whole_docs), step 4 on data.mix",
