@@ -26,8 +26,10 @@ static const char HELP[] =
     "\n"
     "Trains (extends) a model as CONFIG says. Running the same command again with an out_dir that\n"
     "holds a checkpoint continues exactly where the last checkpoint left off (weights, AdamW\n"
-    "moments, step, schedule, data position). Ctrl-C (SIGINT) or SIGTERM finishes the step, saves,\n"
-    "and exits with status 130; rerun the command to continue.\n"
+    "moments, step, schedule, data position). Ctrl-C (SIGINT), SIGTERM or SIGUSR1 finishes the step,\n"
+    "saves, and exits with status 130; rerun the command to continue. Under mpirun send SIGUSR1 to\n"
+    "mpirun: Open MPI forwards it to every rank at once, while its SIGTERM reaches the ranks only\n"
+    "after odls_base_sigkill_timeout seconds (default 1) and is followed as long after by SIGKILL.\n"
     "  --fresh   start over in an out_dir that already holds a run (deletes its checkpoints)\n"
     "  --force   resume although a key that changes the run (model, rope, data, seed, batch) differs\n"
     "  --check   only validate: read the config, the model's shape and the RoPE, print them, exit\n"
@@ -430,12 +432,14 @@ int cmd_train(int argc, char **argv) {
     if (!metrics) die("%s: cannot open for writing", metrics_path);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGUSR1, on_signal);   /* the one stop signal mpirun forwards at once and without a SIGKILL after it */
 
     double t_start = now_s(), t_steps[2] = {0, 0};   /* [0] short-row steps, [1] full-length ones */
     const double full_over_short = rc.short_steps > 0 ? model_flops_per_token(&m.cfg, T) /
                                                             model_flops_per_token(&m.cfg, rc.short_seq_len)
                                                       : 1.0;
     int64_t bad = 0, skipped_total = 0, done_here[2] = {0, 0};
+    int stop = 0;   /* the signal the ranks agreed on this step, 0 for none */
     for (int64_t step = start; step < rc.steps; step++) {
         if (short_stream && step >= rc.short_steps) {   /* the warmup is over: its stream is not read again */
             stream_close(short_stream);
@@ -468,7 +472,9 @@ int cmd_train(int argc, char **argv) {
         double t_reduce = now_s();
         dist_sum_floats(m.grads, m.table.total);   /* gradients summed over the ranks, then scaled below */
         dist_sum_doubles(&loss_sum, 1);
-        if (world > 1) stop_requested = (sig_atomic_t)dist_max_int(stop_requested);   /* every rank stops at the same step */
+        /* read once per step: a signal that arrives later in the step is this rank's alone and
+         * waits for the next step's agreement, so every rank stops after the same step */
+        stop = world > 1 ? (int)dist_max_int(stop_requested) : (int)stop_requested;
         t_reduce = now_s() - t_reduce;
         double loss = loss_sum / (double)A;
         if (A > 1) scale_grads(m.grads, m.table.total, (float)(1.0 / (double)A));
@@ -516,20 +522,20 @@ int cmd_train(int argc, char **argv) {
             fprintf(metrics, "{\"step\": %lld, \"eval_loss\": %.9g}\n", (long long)step + 1, isfinite(ev) ? ev : -1.0);
             fflush(metrics);
         }
-        if ((step + 1) % rc.save_every == 0 || step + 1 == rc.steps || stop_requested) {
+        if ((step + 1) % rc.save_every == 0 || step + 1 == rc.steps || stop) {
             save_checkpoint(&run, step + 1);
         }
-        if (stop_requested) {
+        if (stop) {
             char again[4096];
             resume_command(argc, argv, world, again, sizeof again);
             printf("stopped by signal %d after step %lld (saved). To continue, run:\n  %s\n",
-                   (int)stop_requested, (long long)step + 1, again);
+                   stop, (long long)step + 1, again);
             break;
         }
     }
     fclose(metrics);
     int status = 0;
-    if (stop_requested) status = 130;
+    if (stop) status = 130;
     else if (rank == 0) {   /* the export-ready result: weights, config and tokenizer files, no optimizer state */
         char final_path[CONFIG_PATH_MAX + 16];
         snprintf(final_path, sizeof final_path, "%s/final.h5", rc.out_dir);
