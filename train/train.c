@@ -472,9 +472,9 @@ int cmd_train(int argc, char **argv) {
         double t_reduce = now_s();
         dist_sum_floats(m.grads, m.table.total);   /* gradients summed over the ranks, then scaled below */
         dist_sum_doubles(&loss_sum, 1);
-        /* read once per step: a signal that arrives later in the step is this rank's alone and
-         * waits for the next step's agreement, so every rank stops after the same step */
-        stop = world > 1 ? (int)dist_max_int(stop_requested) : (int)stop_requested;
+        /* ranks: agreed on once per step; a signal that arrives later in the step is this rank's
+         * alone and waits for the next step's agreement, so every rank stops after the same step */
+        if (world > 1) stop = (int)dist_max_int(stop_requested);
         t_reduce = now_s() - t_reduce;
         double loss = loss_sum / (double)A;
         if (A > 1) scale_grads(m.grads, m.table.total, (float)(1.0 / (double)A));
@@ -522,6 +522,7 @@ int cmd_train(int argc, char **argv) {
             fprintf(metrics, "{\"step\": %lld, \"eval_loss\": %.9g}\n", (long long)step + 1, isfinite(ev) ? ev : -1.0);
             fflush(metrics);
         }
+        if (world == 1) stop = (int)stop_requested;   /* one process: a signal up to here stops this step */
         if ((step + 1) % rc.save_every == 0 || step + 1 == rc.steps || stop) {
             save_checkpoint(&run, step + 1);
         }
