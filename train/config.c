@@ -45,7 +45,7 @@ static const Key KEYS[] = {
     {"data", "short_mix", K_STR, F(short_mix), 0, 0, NULL, 1, "", "set: the warmup reads a stream of its own, short_seq_len-token sequences of these weights (whole_docs apply to its rows), and the later steps data.mix from its start"},
     {"data", "upsample_below", K_INT, F(upsample_below), 0, 1e15, NULL, 1, "0", "documents shorter than this many tokens ..."},
     {"data", "upsample_keep", K_DOUBLE, F(upsample_keep), 0, 1, NULL, 1, "1", "... are kept with this probability (Fu et al. 2024: 4096, 0.1)"},
-    {"data", "whole_docs", K_STR, F(whole_docs), 0, 0, NULL, 1, "", "domains (space-separated, * for all) whose documents never cross a sequence boundary: one that does not fit the rest of a sequence starts the next, the rest is padding (no target)"},
+    {"data", "whole_docs", K_STR, F(whole_docs), 0, 0, NULL, 1, "", "domains (separated by spaces or commas, * for all) whose documents never cross a sequence boundary: one that does not fit the rest of a sequence starts the next, the rest is padding (no target)"},
     {"data", "add_bos", K_BOOL, F(add_bos), 0, 1, NULL, 1, "true", "start each document with the tokenizer's BOS"},
     {"data", "doc_mask", K_BOOL, F(doc_mask), 0, 1, NULL, 1, "true", "tokens attend only within their document"},
     {"data", "on_corrupt", K_ENUM, F(on_corrupt), 0, 0, "error|skip", 0, "error", "a corrupt document stops the run, or is logged and skipped"},

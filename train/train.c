@@ -439,7 +439,7 @@ int cmd_train(int argc, char **argv) {
                                                             model_flops_per_token(&m.cfg, rc.short_seq_len)
                                                       : 1.0;
     int64_t bad = 0, skipped_total = 0, done_here[2] = {0, 0};
-    int stop = 0;   /* the signal the ranks agreed on this step, 0 for none */
+    int stop = 0;   /* the stop signal agreed on this step, 0 for none */
     for (int64_t step = start; step < rc.steps; step++) {
         if (short_stream && step >= rc.short_steps) {   /* the warmup is over: its stream is not read again */
             stream_close(short_stream);
@@ -455,8 +455,7 @@ int cmd_train(int argc, char **argv) {
              * data.short_mix is B T / Ts sequences of Ts tokens from the warmup's own stream */
             const int64_t Ts = step < rc.short_steps ? rc.short_seq_len : T;
             /* micro-batch a belongs to rank a / (A / world): every rank reads it, its owner trains on it */
-            if (short_stream ? next_batch(short_stream, &b, B * (T / Ts), Ts, err, sizeof err)
-                             : next_batch(stream, &b, B, T, err, sizeof err))
+            if (next_batch(src, &b, short_stream ? B * (T / Ts) : B, short_stream ? Ts : T, err, sizeof err))
                 die("data: %s", err);
             if (a / (A / world) != rank) continue;
             m.docs = rc.doc_mask ? b.docs : NULL;
@@ -472,9 +471,6 @@ int cmd_train(int argc, char **argv) {
         double t_reduce = now_s();
         dist_sum_floats(m.grads, m.table.total);   /* gradients summed over the ranks, then scaled below */
         dist_sum_doubles(&loss_sum, 1);
-        /* ranks: agreed on once per step; a signal that arrives later in the step is this rank's
-         * alone and waits for the next step's agreement, so every rank stops after the same step */
-        if (world > 1) stop = (int)dist_max_int(stop_requested);
         t_reduce = now_s() - t_reduce;
         double loss = loss_sum / (double)A;
         if (A > 1) scale_grads(m.grads, m.table.total, (float)(1.0 / (double)A));
@@ -522,7 +518,10 @@ int cmd_train(int argc, char **argv) {
             fprintf(metrics, "{\"step\": %lld, \"eval_loss\": %.9g}\n", (long long)step + 1, isfinite(ev) ? ev : -1.0);
             fflush(metrics);
         }
-        if (world == 1) stop = (int)stop_requested;   /* one process: a signal up to here stops this step */
+        /* read once, agreed on by the ranks (the identity for one process): a signal that arrives
+         * after this is this rank's alone and waits for the next step, so every rank stops after
+         * the same step */
+        stop = (int)dist_max_int(stop_requested);
         if ((step + 1) % rc.save_every == 0 || step + 1 == rc.steps || stop) {
             save_checkpoint(&run, step + 1);
         }
