@@ -434,9 +434,13 @@ Tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
     size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
     fclose(f);
     if (!text || got != (size_t)size) { free(text); data_fail(err, errlen, "%s: read error", path); return NULL; }
-    text[size] = 0;
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)size);
+    Tokenizer *t = tokenizer_parse(path, text, (size_t)size, err, errlen);
     free(text);
+    return t;
+}
+
+Tokenizer *tokenizer_parse(const char *path, const char *text, size_t size, char *err, size_t errlen) {
+    cJSON *root = cJSON_ParseWithLength(text, size);
     Tokenizer *t = calloc(1, sizeof *t);
     if (!t) { cJSON_Delete(root); return NULL; }
     snprintf(t->path, sizeof t->path, "%s", path);

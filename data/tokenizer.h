@@ -19,6 +19,8 @@ typedef struct Tokenizer Tokenizer;
 
 /* Loads path; NULL on error with a message naming the file and field in err. */
 Tokenizer *tokenizer_load(const char *path, char *err, size_t errlen);
+/* The same from the file's text already in memory (size bytes; name is used in the messages). */
+Tokenizer *tokenizer_parse(const char *name, const char *text, size_t size, char *err, size_t errlen);
 void tokenizer_free(Tokenizer *t);
 
 int64_t tokenizer_vocab_size(const Tokenizer *t);   /* 1 + the largest id */

@@ -1,6 +1,8 @@
 /* data/util.h */
 #include "util.h"
 
+#include <cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <sys/types.h>
 
@@ -23,4 +25,28 @@ char *data_read_file(const char *path, size_t *n) {
     fclose(f);
     if (t) { t[sz] = 0; if (n) *n = (size_t)sz; }
     return t;
+}
+
+int32_t *data_parse_ids(const char *name, const char *text, size_t len, const char *whose, long long vocab,
+                        long long *n, char *err, size_t errlen) {
+    cJSON *arr = cJSON_ParseWithLength(text, len);
+    long long m = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : 0, i = 0;
+    int32_t *ids = m ? malloc(sizeof(int32_t) * (size_t)m) : NULL;
+    if (!cJSON_IsArray(arr)) data_fail(err, errlen, "%s: expected a JSON array of token ids", name);
+    else if (!m) data_fail(err, errlen, "%s: no token ids", name);
+    const cJSON *it, *src = ids ? arr : NULL;
+    cJSON_ArrayForEach(it, src) {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (!(v >= 0 && v < (double)vocab && v == floor(v))) {
+            data_fail(err, errlen, "%s: element %lld is not a token id of %s (an integer 0..%lld)", name, i, whose,
+                      vocab - 1);
+            free(ids);
+            ids = NULL;
+            break;
+        }
+        ids[i++] = (int32_t)v;
+    }
+    cJSON_Delete(arr);
+    *n = ids ? m : 0;
+    return ids;
 }

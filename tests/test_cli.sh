@@ -22,3 +22,28 @@ done
 check "shape smollm-135m prints the parameter count" 0 "134515008" "$ropex" shape --preset smollm-135m --seq-len 8192
 check "shape: unknown preset is named" 2 "unknown model preset 'gpt5'" "$ropex" shape --preset gpt5
 check "shape: bad --seq-len" 2 "--seq-len expects a positive integer" "$ropex" shape --seq-len -3
+# eval: bad input is named before any work (the committed fixture loads in a moment)
+fx=hf:models/tiny-2k
+tmpd=$(mktemp -d)
+echo '[72, 2.5]' >"$tmpd/frac.json"; echo '[72, 258]' >"$tmpd/big.json"; echo '[]' >"$tmpd/empty.json"
+echo '{"domains": [{"name": "prose", "heldout_shards": []}]}' >"$tmpd/manifest.json"
+check "eval: a length that is not an integer is named" 2 "'2048.5' in '1024,2048.5' is not an integer" "$ropex" eval $fx --lengths 1024,2048.5
+check "eval: a depth outside 0..1 is named" 2 "'1.5' in '0,1.5' is not in 0..1" "$ropex" eval $fx --depths 0,1.5
+check "eval: more than 16 lengths are refused" 2 "at most 16 values" "$ropex" eval $fx --lengths $(seq -s, 100 100 1700)
+check "eval: a passkey length too short for the prompt is refused" 2 "length 100 is too short" "$ropex" eval $fx --passkey --lengths 2048,100
+check "eval: an unknown --domains name is named" 2 "no domain 'cdoe' (--domains prose,cdoe)" "$ropex" eval $fx --data "$tmpd" --domains prose,cdoe
+check "eval --tokens: a fractional id is refused" 2 "element 1 is not a token id of this model (an integer 0..257)" "$ropex" eval $fx --tokens "$tmpd/frac.json"
+check "eval --tokens: an id outside the vocabulary is refused" 2 "element 1 is not a token id" "$ropex" eval $fx --tokens "$tmpd/big.json"
+check "eval --tokens: an empty array is refused" 2 "no token ids" "$ropex" eval $fx --tokens "$tmpd/empty.json"
+check "data tokenize --decode: a fractional id is refused" 2 "element 1 is not a token id of data/byte-tokenizer.json" \
+  "$ropex" data tokenize --tokenizer data/byte-tokenizer.json --decode "$tmpd/frac.json"
+n_before=$(ls /tmp | grep -c '^ropex-eval-tokenizer-')
+check "eval --passkey reads the tokenizer stored with the checkpoint" 0 "k_max 200" \
+  env TMPDIR="$tmpd" "$ropex" eval $fx --passkey --lengths 200 --depths 1 --trials 1
+n_tmp=$(find "$tmpd" -newer "$tmpd/manifest.json" -type f | wc -l)
+n_after=$(ls /tmp | grep -c '^ropex-eval-tokenizer-')
+if [ "$n_tmp" -eq 0 ] && [ "$n_after" -eq "$n_before" ]; then echo "PASS eval --passkey leaves no temporary file"
+else echo "FAIL eval --passkey leaves no temporary file: $n_tmp in TMPDIR, /tmp $n_before -> $n_after"; fi
+mkdir "$tmpd/run"; printf '{"step": 1, "loss": 3.5}\n{"step": 2, "lo\n' >"$tmpd/run/metrics.jsonl"
+check "plot: a bad metrics.jsonl line is named by its number" 2 "metrics.jsonl:2: not a JSON object" "$ropex" plot "$tmpd/run"
+rm -rf "$tmpd"

@@ -171,21 +171,14 @@ static int data_tokenize(int argc, char **argv) {
     while ((r = fread(text + n, 1, cap - n, f)) > 0) { n += r; if (n == cap) text = realloc(text, cap *= 2); }
     if (f != stdin) fclose(f);
     if (decode) {
-        cJSON *arr = cJSON_ParseWithLength(text, n);
-        if (!cJSON_IsArray(arr)) die("%s: expected a JSON array of token ids", file);
-        int64_t m = cJSON_GetArraySize(arr), i = 0;
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(m + 1));
-        const cJSON *it;
-        cJSON_ArrayForEach(it, arr) {
-            if (!cJSON_IsNumber(it)) die("%s: element %lld is not a token id", file, (long long)i);
-            ids[i++] = (int32_t)it->valuedouble;
-        }
+        long long m;
+        int32_t *ids = data_parse_ids(file, text, n, tpath, (long long)tokenizer_vocab_size(t), &m, err, sizeof err);
+        if (!ids) die("%s", err);
         size_t len;
         char *out = tokenizer_decode(t, ids, m, &len, err, sizeof err);
         if (!out) die("%s", err);
         fwrite(out, 1, len, stdout);
         free(out); free(ids);
-        cJSON_Delete(arr);
     } else {
         int32_t *ids = NULL;
         size_t icap = 0;

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../model/ckpt.h"
 #include "../data/util.h"
@@ -34,16 +33,21 @@ static const char HELP[] =
     "perplexity to those domains' held-out documents (default: every domain); --label names the\n"
     "model in the JSON (and in `ropex plot`'s legends).\n";
 
-static int64_t parse_list(const char *s, double *out, int cap) {
+/* A comma-separated list of numbers in [lo, hi] (integers when whole), at most cap of them. */
+static int64_t parse_list(const char *opt, const char *s, double *out, int cap, double lo, double hi, int whole) {
     int n = 0;
     char *copy = strdup(s), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t && n < cap; t = strtok_r(NULL, ",", &save)) {
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char *end;
+        if (n == cap) die("eval %s %s: at most %d values", opt, s, cap);
         out[n] = strtod(t, &end);
-        if (end == t || *end) die("'%s' in '%s' is not a number", t, s);
+        if (end == t || *end) die("eval %s: '%s' in '%s' is not a number", opt, t, s);
+        if (!(out[n] >= lo && out[n] <= hi) || (whole && out[n] != floor(out[n])))
+            die("eval %s: '%s' in '%s' is not %s %.15g..%.15g", opt, t, s, whole ? "an integer in" : "in", lo, hi);
         n++;
     }
     free(copy);
+    if (!n) die("eval %s: no value in '%s'", opt, s);
     return n;
 }
 
@@ -66,17 +70,27 @@ static int32_t *heldout_docs(const char *dir, const char *domains, int64_t **len
     snprintf(path, sizeof path, "%s/manifest.json", dir);
     char *text = data_read_file(path, NULL);
     if (!text) { data_fail(err, errlen, "%s: cannot read", path); return NULL; }
+    const cJSON *d, *sh;
     cJSON *root = cJSON_Parse(text);
     free(text);
+    if (!cJSON_IsObject(root)) { cJSON_Delete(root); data_fail(err, errlen, "%s: not a JSON object", path); return NULL; }
+    for (const char *p = domains; p && *p;) {   /* every domain asked for is in the manifest */
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        int there = 0;
+        cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(root, "domains")) {
+            const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "name"));
+            there |= name && strlen(name) == len && !strncmp(name, p, len);
+        }
+        if (!there) { data_fail(err, errlen, "%s: no domain '%.*s' (--domains %s)", path, (int)len, p, domains); cJSON_Delete(root); return NULL; }
+        p += len + (c != NULL);
+    }
     int32_t *all = NULL;
     size_t total = 0;
     *lens = NULL;
     *n_docs = 0;
-    const cJSON *d, *sh;
-    int found = 0;
     cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(root, "domains")) {
         if (!in_list(domains, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "name")))) continue;
-        found++;
         cJSON_ArrayForEach(sh, cJSON_GetObjectItemCaseSensitive(d, "heldout_shards")) {
             char sp[1400];
             snprintf(sp, sizeof sp, "%s/%s", dir, cJSON_GetStringValue(sh));
@@ -93,7 +107,6 @@ static int32_t *heldout_docs(const char *dir, const char *domains, int64_t **len
         }
     }
     cJSON_Delete(root);
-    if (domains && !found) { data_fail(err, errlen, "%s: none of the domains '%s' is in the manifest", dir, domains); return NULL; }
     if (!*n_docs) { data_fail(err, errlen, "%s: no held-out documents", dir); return NULL; }
     return all;
 }
@@ -114,8 +127,8 @@ int cmd_eval(int argc, char **argv) {
         if (!strcmp(a, "--data") && more) data = argv[++i];
         else if (!strcmp(a, "--domains") && more) domains = argv[++i];
         else if (!strcmp(a, "--label") && more) label = argv[++i];
-        else if (!strcmp(a, "--lengths") && more) n_len = parse_list(argv[++i], lengths, 16);
-        else if (!strcmp(a, "--depths") && more) n_dep = parse_list(argv[++i], depths, 16);
+        else if (!strcmp(a, "--lengths") && more) n_len = parse_list(a, argv[++i], lengths, 16, 2, 1 << 30, 1);
+        else if (!strcmp(a, "--depths") && more) n_dep = parse_list(a, argv[++i], depths, 16, 0, 1, 0);
         else if (!strcmp(a, "--stride") && more) stride = parse_positive(a, argv[++i]);
         else if (!strcmp(a, "--max-windows") && more) max_windows = parse_positive(a, argv[++i]);
         else if (!strcmp(a, "--trials") && more) trials = parse_positive(a, argv[++i]);
@@ -145,18 +158,13 @@ int cmd_eval(int argc, char **argv) {
     const char *rope = rope_method_name(m.cfg.rope.method);
 
     if (tokens_path) {
-        char *text = data_read_file(tokens_path, NULL);
+        size_t len;
+        char *text = data_read_file(tokens_path, &len);
         if (!text) die("%s: cannot read", tokens_path);
-        cJSON *arr = cJSON_Parse(text);
+        long long n;
+        int32_t *ids = data_parse_ids(tokens_path, text, len, "this model", (long long)m.cfg.vocab, &n, err, sizeof err);
         free(text);
-        if (!cJSON_IsArray(arr)) die("%s: expected a JSON array of token ids", tokens_path);
-        int64_t n = cJSON_GetArraySize(arr), i = 0;
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n + 1));
-        const cJSON *it;
-        cJSON_ArrayForEach(it, arr) {
-            if (!cJSON_IsNumber(it)) die("%s: element %lld is not a token id", tokens_path, (long long)i);
-            ids[i++] = (int32_t)it->valuedouble;
-        }
+        if (!ids) die("%s", err);
         if (generate > 0) {   /* greedy continuation (no cache: one full forward per token) */
             ids = realloc(ids, sizeof(int32_t) * (size_t)(n + generate));
             float *row = malloc(sizeof(float) * (size_t)m.cfg.vocab);
@@ -182,11 +190,33 @@ int cmd_eval(int argc, char **argv) {
             free(lp);
         }
         free(ids);
-        cJSON_Delete(arr);
         model_free(&m);
         return 0;
     }
 
+    Tokenizer *t = NULL;   /* --passkey: loaded and every length checked before any evaluation */
+    if (passkey) {
+        char tp[1300] = "";
+        if (tok_path) snprintf(tp, sizeof tp, "%s", tok_path);
+        else if (data) snprintf(tp, sizeof tp, "%s/tokenizer.json", data);
+        else {
+            for (int i = 0; i < tok_files.n && !t; i++)
+                if (!strcmp(tok_files.items[i].name, "tokenizer.json")) {
+                    snprintf(tp, sizeof tp, "%s (its tokenizer.json)", ckpt);
+                    t = tokenizer_parse(tp, (const char *)tok_files.items[i].data, tok_files.items[i].len, err, sizeof err);
+                    if (!t) die("%s", err);
+                }
+            if (!t) die("eval --passkey: needs a tokenizer (--tokenizer, --data DIR, or one stored in the checkpoint)");
+        }
+        if (!t) t = tokenizer_load(tp, err, sizeof err);
+        if (!t) die("%s", err);
+        for (int64_t i = 0; i < n_len; i++) {   /* every length holds a prompt, before any is run */
+            int64_t n, kp, na;
+            int32_t *ans, *p = passkey_prompt(t, (int64_t)lengths[i], 0, 12345, &n, &kp, &ans, &na, err, sizeof err);
+            if (!p) die("eval --passkey: %s", err);
+            free(p); free(ans);
+        }
+    }
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "checkpoint", ckpt);
     if (label) cJSON_AddStringToObject(out, "label", label);
@@ -225,20 +255,6 @@ int cmd_eval(int argc, char **argv) {
         free(lens);
     }
     if (passkey) {
-        char tp[1300] = "";
-        if (tok_path) snprintf(tp, sizeof tp, "%s", tok_path);
-        else if (data) snprintf(tp, sizeof tp, "%s/tokenizer.json", data);
-        else {
-            for (int i = 0; i < tok_files.n; i++)
-                if (!strcmp(tok_files.items[i].name, "tokenizer.json")) {
-                    snprintf(tp, sizeof tp, "/tmp/ropex-eval-tokenizer-%d.json", (int)getpid());
-                    FILE *f = fopen(tp, "wb");
-                    if (f) { fwrite(tok_files.items[i].data, 1, tok_files.items[i].len, f); fclose(f); }
-                }
-            if (!tp[0]) die("eval --passkey: needs a tokenizer (--tokenizer, --data DIR, or one stored in the checkpoint)");
-        }
-        Tokenizer *t = tokenizer_load(tp, err, sizeof err);
-        if (!t) die("%s", err);
         Rng rng = {12345};
         cJSON *pk = cJSON_AddArrayToObject(out, "passkey");
         printf("passkey accuracy (%lld random keys per cell)\n%8s", (long long)trials, "length");

@@ -41,10 +41,14 @@ static void plot_loss(const char *run, const char *out) {
     FILE *g = gnuplot();
     fprintf(g, "set terminal pngcairo size 900,540\nset output '%s/loss.png'\nset xlabel 'step'\nset ylabel 'loss'\n"
                "set grid\nset title 'ropex training loss'\nset key top right\n$train << EOD\n", out);
-    int n = 0, ne = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    int n = 0, ne = 0, lineno = 0;
+    for (char *line = text, *next; *line; line = next) {
+        next = line + strcspn(line, "\n");
+        if (*next) *next++ = 0;
+        lineno++;
+        if (!*line) continue;
         cJSON *j = cJSON_Parse(line);
-        if (!j) die("plot: %s: a line is not JSON", path);
+        if (!j) die("plot: %s:%d: not a JSON object", path, lineno);
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "loss");
         if (cJSON_IsNumber(s) && cJSON_IsNumber(l) && l->valuedouble >= 0) { fprintf(g, "%g %g\n", s->valuedouble, l->valuedouble); n++; }
         cJSON_Delete(j);

@@ -77,7 +77,12 @@ int32_t *passkey_prompt(const Tokenizer *t, int64_t length, double depth, int ke
     if (nf <= 0 || nk <= 0 || nq <= 0 || na <= 0) { free(f); free(k); free(qq); free(a); data_fail(err, errlen, "passkey: the tokenizer cannot encode the prompt"); return NULL; }
     int bos = tokenizer_bos(t) >= 0 && tokenizer_bos(t) != tokenizer_eos(t);
     int64_t reps = (length - bos - nk - nq) / nf;
-    if (reps < 1) reps = 1;
+    if (reps < 1) {
+        free(f); free(k); free(qq); free(a);
+        data_fail(err, errlen, "passkey: length %lld is too short: the key, the question and one filler sentence take %lld tokens",
+                  (long long)length, (long long)(bos + nk + nq + nf));
+        return NULL;
+    }
     int64_t before = (int64_t)floor(depth * (double)reps + 0.5);
     if (before > reps) before = reps;
     int64_t total = bos + reps * nf + nk + nq;

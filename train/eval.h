@@ -31,7 +31,8 @@ int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int
 /* Builds a passkey prompt of about `length` tokens: [BOS] filler with the key sentence at `depth`
  * (0 = start, 1 = end of the filler), then the question; *key_pos is the index of the key
  * sentence's first token, *n its length. answer (n_answer tokens) is what greedy decoding must
- * produce. Returns the malloc'd ids. */
+ * produce. Returns the malloc'd ids; NULL with a message when `length` cannot hold the key, the
+ * question and one filler sentence. */
 int32_t *passkey_prompt(const Tokenizer *t, int64_t length, double depth, int key, int64_t *n,
                         int64_t *key_pos, int32_t **answer, int64_t *n_answer, char *err, size_t errlen);
 

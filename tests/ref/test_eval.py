@@ -95,14 +95,14 @@ def main():
             seq.append(nxt)
         report(gen == want_gen, "greedy decoding (--generate 12) matches the PyTorch reference's greedy continuation",
                f"ropex {gen}, reference {want_gen}" if gen != want_gen else str(gen))
-        r2 = subprocess.run([ropex, "eval", ck, "--data", data, "--lengths", "64,128", "--stride", "32", "--passkey",
+        r2 = subprocess.run([ropex, "eval", ck, "--data", data, "--lengths", "128,256", "--stride", "32", "--passkey",
                              "--trials", "2", "--depths", "0,0.5,1", "--json", os.path.join(tmp, "ev.json")],
                             capture_output=True, text=True)
         j = json.load(open(os.path.join(tmp, "ev.json"))) if r2.returncode == 0 else {}
         ok = r2.returncode == 0 and len(j.get("perplexity", [])) == 2 and len(j.get("passkey", [])) == 6 and \
             all(x["ppl"] and x["ppl"] > 1 for x in j["perplexity"]) and "k_max" in j
         report(ok, "ropex eval: perplexity per window length, passkey grid, k_max, JSON", (r2.stdout + r2.stderr).strip()[-300:])
-        r3 = subprocess.run([ropex, "eval", ck, "--data", data, "--lengths", "64", "--set", "rope.factor=1",
+        r3 = subprocess.run([ropex, "eval", ck, "--data", data, "--lengths", "128", "--set", "rope.factor=1",
                              "--set", "rope.rope_type=none", "--json", os.path.join(tmp, "ev2.json")], capture_output=True, text=True)
         j2 = json.load(open(os.path.join(tmp, "ev2.json"))) if r3.returncode == 0 else {}
         report(r3.returncode == 0 and j2.get("rope_type") == "default" and j2["perplexity"][0]["ppl"] != j["perplexity"][0]["ppl"],
