@@ -32,7 +32,8 @@ static const char HELP[] =
     "after odls_base_sigkill_timeout seconds (default 1) and is followed as long after by SIGKILL.\n"
     "  --fresh   start over in an out_dir that already holds a run (deletes its checkpoints)\n"
     "  --force   resume although a key that changes the run (model, rope, data, seed, batch) differs\n"
-    "  --check   only validate: read the config, the model's shape and the RoPE, print them, exit\n"
+    "  --check   only validate: read the config, the model's shape, the RoPE and the data (manifest, mixes,\n"
+    "            vocabulary), print them, exit\n"
     "\n"
     "Keys (section, name, default, meaning):\n";
 
@@ -131,7 +132,8 @@ static double evaluate(Model *m, const RunConfig *rc, Batch *b, char *err, size_
     return n ? sum / (double)n : NAN;
 }
 
-/* Keeps metrics.jsonl lines of steps <= upto (a resumed run redoes the steps after it). */
+/* Keeps metrics.jsonl lines of steps <= upto (a resumed run redoes the steps after it), and
+ * drops a last line cut short by a crash (no newline), which the next line would run on from. */
 static void trim_metrics(const char *path, int64_t upto) {
     FILE *f = fopen(path, "r");
     if (!f) return;
@@ -141,7 +143,7 @@ static void trim_metrics(const char *path, int64_t upto) {
     char line[4096];
     while (o && fgets(line, sizeof line, f)) {
         const char *p = strstr(line, "\"step\": ");
-        if (p && atoll(p + 8) > upto) continue;
+        if ((p && atoll(p + 8) > upto) || !strchr(line, '\n')) continue;
         fputs(line, o);
     }
     fclose(f);
@@ -182,16 +184,21 @@ typedef struct {
 
 /* A model trained from scratch keeps the tokenizer of its data (data.dir/tokenizer.json), so that
  * its checkpoints export and evaluate without being told which tokenizer made the ids. */
-static void store_data_tokenizer(const RunConfig *rc, const Model *m, FileBlobs *tok) {
-    char path[CONFIG_PATH_MAX + 32], err[512];
-    snprintf(path, sizeof path, "%s/tokenizer.json", rc->data_dir);
+static void check_data_tokenizer(const RunConfig *rc, int64_t vocab, char *path, size_t pathlen) {
+    char err[512];
+    snprintf(path, pathlen, "%s/tokenizer.json", rc->data_dir);
     Tokenizer *t = tokenizer_load(path, err, sizeof err);
     if (!t) die("%s", err);
     int64_t v = tokenizer_vocab_size(t);
     tokenizer_free(t);
-    if (v > m->cfg.vocab)
+    if (v > vocab)
         die("%s has %lld tokens but the model's vocab_size is %lld: set model.vocab_size >= %lld", path, (long long)v,
-            (long long)m->cfg.vocab, (long long)v);
+            (long long)vocab, (long long)v);
+}
+
+static void store_data_tokenizer(const RunConfig *rc, const Model *m, FileBlobs *tok) {
+    char path[CONFIG_PATH_MAX + 32];
+    check_data_tokenizer(rc, m->cfg.vocab, path, sizeof path);
     size_t len;
     char *data = data_read_file(path, &len);
     if (!data) die("%s: cannot read", path);
@@ -279,6 +286,27 @@ int cmd_train(int argc, char **argv) {
     ModelConfig mc;
     if (config_model(&rc, &mc, err, sizeof err)) die("%s", err);
     if (rope_check_trainable(&mc.rope, err, sizeof err)) die("%s", err);
+    char manifest[CONFIG_PATH_MAX + 16];
+    snprintf(manifest, sizeof manifest, "%s/manifest.json", rc.data_dir);
+    if (check && access(manifest, F_OK)) {
+        printf("%s: %s does not exist yet (ropex data prepare makes it): the data keys are checked against it once "
+               "it does\n", cfg_path, manifest);
+    } else if (check) {   /* the data as the run would open it: the manifest, the mixes' domain names, the vocabulary */
+        char tpath[CONFIG_PATH_MAX + 32];
+        if (rc.model_preset[0]) check_data_tokenizer(&rc, mc.vocab, tpath, sizeof tpath);   /* from scratch */
+        StreamConfig sc = stream_config(&rc, 0), ssc;
+        Stream *s = stream_open(&sc, err, sizeof err);
+        if (!s) die("%s: %s", cfg_path, err);
+        if (mc.vocab < stream_vocab_size(s))
+            die("%s: data.dir %s was tokenized with %lld token ids but the model's vocabulary has %lld", cfg_path,
+                rc.data_dir, (long long)stream_vocab_size(s), (long long)mc.vocab);
+        stream_close(s);
+        if (rc.short_mix[0]) {
+            ssc = short_stream_config(&rc);
+            if (!(s = stream_open(&ssc, err, sizeof err))) die("%s: %s", cfg_path, err);
+            stream_close(s);
+        }
+    }
     if (check) {
         printf("%s: ok: model V %lld C %lld L %lld NH %lld NKV %lld H %lld, rope %s x%g (%lld -> %lld), "
                "data %s, seq_len %lld, %lld steps of %lld x %lld sequences\n", cfg_path, (long long)mc.vocab,

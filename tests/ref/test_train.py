@@ -137,6 +137,8 @@ def test_headline(data):
     plan = [(True, None), (False, rng.uniform(0.1, dur / 5))] * 3
     for at_save, at in plan:
         kills += run_killed(cfg2, kill_at_save=at_save, kill_at=at)
+    with open(os.path.join(out2, "metrics.jsonl"), "a") as f:
+        f.write('{"ste')   # a line cut short by a crash: the resume must drop it, not run on from it
     r = ropex("train", cfg2)
     rounds = 0
     while r.returncode == 0 and "done:" not in r.stdout and rounds < 5:
@@ -144,6 +146,16 @@ def test_headline(data):
         rounds += 1
     if r.returncode != 0:
         report(False, "killed run resumes", r.stderr.strip()[-300:])
+        return
+    bad = []
+    with open(os.path.join(out2, "metrics.jsonl")) as f:
+        for line in f:
+            try:
+                json.loads(line)
+            except ValueError:
+                bad.append(line.strip()[:80])
+    report(not bad, "a resumed run drops a metrics.jsonl line cut short by a crash", f"bad lines: {bad}" if bad else "")
+    if bad:
         return
     got_losses, got_w = losses(out2), weights(os.path.join(out2, "final.h5"))
     same_w = got_w.keys() == straight_w.keys() and all(np.array_equal(got_w[k], straight_w[k]) for k in got_w)
@@ -537,6 +549,8 @@ def test_config_errors(data):
             f.write(text)
         r = ropex("train", p, "--fresh")
         report(r.returncode == 2 and want in r.stderr, f"config error: {name}", r.stderr.strip()[:220])
+        r = ropex("train", p, "--check")   # --check finds what the run would (the data keys included)
+        report(r.returncode == 2 and want in r.stderr, f"config error: {name}, found by --check", r.stderr.strip()[:220])
     r = ropex("train", os.path.join(TMP, "err.ini"), "--set", "train.steps")
     report(r.returncode == 2 and "--set train.steps: expected section.key=value" in r.stderr, "config error: malformed --set",
            r.stderr.strip()[:200])
