@@ -31,22 +31,26 @@ int32_t *data_parse_ids(const char *name, const char *text, size_t len, const ch
                         long long *n, char *err, size_t errlen) {
     cJSON *arr = cJSON_ParseWithLength(text, len);
     long long m = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : 0, i = 0;
-    int32_t *ids = m ? malloc(sizeof(int32_t) * (size_t)m) : NULL;
-    if (!cJSON_IsArray(arr)) data_fail(err, errlen, "%s: expected a JSON array of token ids", name);
-    else if (!m) data_fail(err, errlen, "%s: no token ids", name);
-    const cJSON *it, *src = ids ? arr : NULL;
-    cJSON_ArrayForEach(it, src) {
+    int32_t *ids = m > 0 ? malloc(sizeof(int32_t) * (size_t)m) : NULL;
+    *n = 0;
+    if (!ids) {
+        data_fail(err, errlen, cJSON_IsArray(arr) ? "%s: no token ids" : "%s: expected a JSON array of token ids", name);
+        cJSON_Delete(arr);
+        return NULL;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (!(v >= 0 && v < (double)vocab && v == floor(v))) {
             data_fail(err, errlen, "%s: element %lld is not a token id of %s (an integer 0..%lld)", name, i, whose,
                       vocab - 1);
             free(ids);
-            ids = NULL;
-            break;
+            cJSON_Delete(arr);
+            return NULL;
         }
         ids[i++] = (int32_t)v;
     }
     cJSON_Delete(arr);
-    *n = ids ? m : 0;
+    *n = m;
     return ids;
 }

@@ -25,7 +25,7 @@ check "shape: bad --seq-len" 2 "--seq-len expects a positive integer" "$ropex" s
 # eval: bad input is named before any work (the committed fixture loads in a moment)
 fx=hf:models/tiny-2k
 tmpd=$(mktemp -d)
-echo '[72, 2.5]' >"$tmpd/frac.json"; echo '[72, 258]' >"$tmpd/big.json"; echo '[]' >"$tmpd/empty.json"
+echo '[72, 2.5]' >"$tmpd/frac.json"; echo '{"ids": [72]}' >"$tmpd/object.json"; echo '[72, 258]' >"$tmpd/big.json"; echo '[]' >"$tmpd/empty.json"
 echo '{"domains": [{"name": "prose", "heldout_shards": []}]}' >"$tmpd/manifest.json"
 check "eval: a length that is not an integer is named" 2 "'2048.5' in '1024,2048.5' is not an integer" "$ropex" eval $fx --lengths 1024,2048.5
 check "eval: a depth outside 0..1 is named" 2 "'1.5' in '0,1.5' is not in 0..1" "$ropex" eval $fx --depths 0,1.5
@@ -34,6 +34,7 @@ check "eval: a passkey length too short for the prompt is refused" 2 "length 100
 check "eval: an unknown --domains name is named" 2 "no domain 'cdoe' (--domains prose,cdoe)" "$ropex" eval $fx --data "$tmpd" --domains prose,cdoe
 check "eval --tokens: a fractional id is refused" 2 "element 1 is not a token id of this model (an integer 0..257)" "$ropex" eval $fx --tokens "$tmpd/frac.json"
 check "eval --tokens: an id outside the vocabulary is refused" 2 "element 1 is not a token id" "$ropex" eval $fx --tokens "$tmpd/big.json"
+check "eval --tokens: a JSON object is refused" 2 "expected a JSON array of token ids" "$ropex" eval $fx --tokens "$tmpd/object.json"
 check "eval --tokens: an empty array is refused" 2 "no token ids" "$ropex" eval $fx --tokens "$tmpd/empty.json"
 check "data tokenize --decode: a fractional id is refused" 2 "element 1 is not a token id of data/byte-tokenizer.json" \
   "$ropex" data tokenize --tokenizer data/byte-tokenizer.json --decode "$tmpd/frac.json"

@@ -64,6 +64,15 @@ static int in_list(const char *list, const char *name) {   /* list: comma-separa
     return 0;
 }
 
+static int has_domain(const cJSON *manifest, const char *name, size_t len) {
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(manifest, "domains")) {
+        const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "name"));
+        if (n && strlen(n) == len && !strncmp(n, name, len)) return 1;
+    }
+    return 0;
+}
+
 static int32_t *heldout_docs(const char *dir, const char *domains, int64_t **lens, int64_t *n_docs, char *err,
                              size_t errlen) {
     char path[1200];
@@ -77,12 +86,11 @@ static int32_t *heldout_docs(const char *dir, const char *domains, int64_t **len
     for (const char *p = domains; p && *p;) {   /* every domain asked for is in the manifest */
         const char *c = strchr(p, ',');
         size_t len = c ? (size_t)(c - p) : strlen(p);
-        int there = 0;
-        cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(root, "domains")) {
-            const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "name"));
-            there |= name && strlen(name) == len && !strncmp(name, p, len);
+        if (!has_domain(root, p, len)) {
+            data_fail(err, errlen, "%s: no domain '%.*s' (--domains %s)", path, (int)len, p, domains);
+            cJSON_Delete(root);
+            return NULL;
         }
-        if (!there) { data_fail(err, errlen, "%s: no domain '%.*s' (--domains %s)", path, (int)len, p, domains); cJSON_Delete(root); return NULL; }
         p += len + (c != NULL);
     }
     int32_t *all = NULL;
@@ -196,19 +204,17 @@ int cmd_eval(int argc, char **argv) {
 
     Tokenizer *t = NULL;   /* --passkey: loaded and every length checked before any evaluation */
     if (passkey) {
-        char tp[1300] = "";
-        if (tok_path) snprintf(tp, sizeof tp, "%s", tok_path);
-        else if (data) snprintf(tp, sizeof tp, "%s/tokenizer.json", data);
-        else {
-            for (int i = 0; i < tok_files.n && !t; i++)
-                if (!strcmp(tok_files.items[i].name, "tokenizer.json")) {
-                    snprintf(tp, sizeof tp, "%s (its tokenizer.json)", ckpt);
-                    t = tokenizer_parse(tp, (const char *)tok_files.items[i].data, tok_files.items[i].len, err, sizeof err);
-                    if (!t) die("%s", err);
-                }
-            if (!t) die("eval --passkey: needs a tokenizer (--tokenizer, --data DIR, or one stored in the checkpoint)");
+        char tp[1300];
+        if (tok_path || data) {
+            snprintf(tp, sizeof tp, tok_path ? "%s" : "%s/tokenizer.json", tok_path ? tok_path : data);
+            t = tokenizer_load(tp, err, sizeof err);
+        } else {   /* the tokenizer.json stored with the checkpoint */
+            const FileBlob *b = NULL;
+            for (int i = 0; i < tok_files.n; i++) if (!strcmp(tok_files.items[i].name, "tokenizer.json")) b = &tok_files.items[i];
+            if (!b) die("eval --passkey: needs a tokenizer (--tokenizer, --data DIR, or one stored in the checkpoint)");
+            snprintf(tp, sizeof tp, "%s (its tokenizer.json)", ckpt);
+            t = tokenizer_parse(tp, (const char *)b->data, b->len, err, sizeof err);
         }
-        if (!t) t = tokenizer_load(tp, err, sizeof err);
         if (!t) die("%s", err);
         for (int64_t i = 0; i < n_len; i++) {   /* every length holds a prompt, before any is run */
             int64_t n, kp, na;

@@ -90,6 +90,24 @@ static StreamConfig short_stream_config(const RunConfig *rc) {
     return sc;
 }
 
+/* The run's streams, or dies naming the key: the main one and, when with_short, the warmup's own
+ * (data.short_mix); data.dir's ids must fit the model's vocabulary. */
+static Stream *open_streams(const RunConfig *rc, int64_t vocab, int with_short, Stream **short_stream) {
+    char err[1024];
+    StreamConfig sc = stream_config(rc, 0);
+    Stream *s = stream_open(&sc, err, sizeof err);
+    if (!s) die("%s", err);
+    if (vocab < stream_vocab_size(s))
+        die("data.dir %s was tokenized with %lld token ids but the model's vocabulary has %lld", rc->data_dir,
+            (long long)stream_vocab_size(s), (long long)vocab);
+    *short_stream = NULL;
+    if (with_short && rc->short_mix[0]) {
+        StreamConfig ssc = short_stream_config(rc);
+        if (!(*short_stream = stream_open(&ssc, err, sizeof err))) die("%s", err);
+    }
+    return s;
+}
+
 /* One micro-batch: B sequences of T + 1 tokens -> inputs, targets and document ids. A target in
  * the next document is ignored (-1) unless it is that document's BOS: after EOS comes BOS, a
  * certainty the model learns like any other token. Ignoring it too left BOS a class that is never
@@ -286,28 +304,18 @@ int cmd_train(int argc, char **argv) {
     ModelConfig mc;
     if (config_model(&rc, &mc, err, sizeof err)) die("%s", err);
     if (rope_check_trainable(&mc.rope, err, sizeof err)) die("%s", err);
-    char manifest[CONFIG_PATH_MAX + 16];
-    snprintf(manifest, sizeof manifest, "%s/manifest.json", rc.data_dir);
-    if (check && access(manifest, F_OK)) {
-        printf("%s: %s does not exist yet (ropex data prepare makes it): the data keys are checked against it once "
-               "it does\n", cfg_path, manifest);
-    } else if (check) {   /* the data as the run would open it: the manifest, the mixes' domain names, the vocabulary */
-        char tpath[CONFIG_PATH_MAX + 32];
-        if (rc.model_preset[0]) check_data_tokenizer(&rc, mc.vocab, tpath, sizeof tpath);   /* from scratch */
-        StreamConfig sc = stream_config(&rc, 0), ssc;
-        Stream *s = stream_open(&sc, err, sizeof err);
-        if (!s) die("%s: %s", cfg_path, err);
-        if (mc.vocab < stream_vocab_size(s))
-            die("%s: data.dir %s was tokenized with %lld token ids but the model's vocabulary has %lld", cfg_path,
-                rc.data_dir, (long long)stream_vocab_size(s), (long long)mc.vocab);
-        stream_close(s);
-        if (rc.short_mix[0]) {
-            ssc = short_stream_config(&rc);
-            if (!(s = stream_open(&ssc, err, sizeof err))) die("%s: %s", cfg_path, err);
+    if (check) {   /* the data as the run would open it, once data.dir is prepared */
+        char manifest[CONFIG_PATH_MAX + 16], tpath[CONFIG_PATH_MAX + 32];
+        snprintf(manifest, sizeof manifest, "%s/manifest.json", rc.data_dir);
+        if (access(manifest, F_OK)) {
+            printf("%s: %s does not exist yet (ropex data prepare makes it): the data keys are checked against it "
+                   "once it does\n", cfg_path, manifest);
+        } else {
+            if (rc.model_preset[0]) check_data_tokenizer(&rc, mc.vocab, tpath, sizeof tpath);   /* from scratch */
+            Stream *ss, *s = open_streams(&rc, mc.vocab, 1, &ss);
             stream_close(s);
+            if (ss) stream_close(ss);
         }
-    }
-    if (check) {
         printf("%s: ok: model V %lld C %lld L %lld NH %lld NKV %lld H %lld, rope %s x%g (%lld -> %lld), "
                "data %s, seq_len %lld, %lld steps of %lld x %lld sequences\n", cfg_path, (long long)mc.vocab,
                (long long)mc.dim, (long long)mc.n_layers, (long long)mc.n_heads, (long long)mc.n_kv_heads,
@@ -392,13 +400,7 @@ int cmd_train(int argc, char **argv) {
     m.recompute = !strcmp(rc.recompute, "layer");
     if (model_alloc_grads(&m, &e) != RX_OK) die("%s", e.msg);
 
-    StreamConfig sc = stream_config(&rc, 0);
-    Stream *stream = stream_open(&sc, err, sizeof err), *short_stream = NULL;
-    if (!stream) die("%s", err);
-    if (rc.short_mix[0] && start < rc.short_steps) {
-        StreamConfig ssc = short_stream_config(&rc);
-        if (!(short_stream = stream_open(&ssc, err, sizeof err))) die("%s", err);
-    }
+    Stream *short_stream, *stream = open_streams(&rc, m.cfg.vocab, start < rc.short_steps, &short_stream);
     if (start > 0 && stream_restore(short_stream ? short_stream : stream, st.data_cursor, st.data_cursor_len, err, sizeof err))
         die("cannot resume the data stream: %s", err);
 
@@ -434,9 +436,6 @@ int cmd_train(int argc, char **argv) {
             printf("%s%s %.3f", d ? ", " : "", stream_domain_name(short_stream, d), stream_domain_weight(short_stream, d));
         printf(")\n");
     }
-    if (m.cfg.vocab < stream_vocab_size(stream))
-        die("data.dir %s was tokenized with %lld token ids but the model's vocabulary has %lld", rc.data_dir,
-            (long long)stream_vocab_size(stream), (long long)m.cfg.vocab);
 
     Batch b;   /* seq, docs_seq: B sequences of T + 1, or the warmup stream's B T / Ts of Ts + 1 */
     const int64_t seq_cap = short_stream ? B * T + B * T / rc.short_seq_len : B * (T + 1);
