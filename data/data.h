@@ -54,6 +54,7 @@ typedef struct {
     int64_t questions;     /* kv: questions at the end; passkey: times the key is asked (1: once, at the end) */
     int min_pairs, max_pairs; /* recall: pairs a document, 2 <= min <= max <= 52 (skewed towards min) */
     int mixed;                /* recall: keys and values drawn from letters and digits (default: letter keys, digit values) */
+    int statements;           /* passkey, recall: half the filler's sentences "X is Y." (default: none has " is ") */
     double min_depth, max_depth; /* passkey: where the key sits, a share of the filler, drawn uniformly (0 <= min <= max <= 1) */
     uint64_t seed;
     const char *out;       /* JSON lines ({"text": ...}) for data_prepare */

@@ -25,10 +25,23 @@ static const char *const OBJECTS[] = {"the green fields.", "the harbour at dawn.
                                       "the market square.", "an empty bridge.", "the distant hills.",
                                       "a field of wheat.", "the stone wall.", "the sleeping village.", "the open sea."};
 
-static void filler(char *buf, size_t *n, size_t cap, uint64_t *rng, size_t chars) {
-    while (*n < chars && *n + 96 < cap)
-        *n += (size_t)snprintf(buf + *n, cap - *n, " %s %s %s", SUBJECTS[next(rng) % 10], VERBS[next(rng) % 10],
-                               OBJECTS[next(rng) % 10]);
+/* Statements "X is Y.", half the sentences of the statements filler: every one holds " is ", as
+ * natural text does, and several end their subject as "key" does ("... y is "), so the key's
+ * "The pass key is" has look-alikes to tell it from (the varied filler holds no " is ") */
+static const char *const NOUNS[] = {"The sky", "The valley", "The city", "The ferry", "The old key",
+                                    "The house", "The bakery", "Our street", "The library", "The day"};
+static const char *const STATES[] = {"is quiet.", "is far from here.", "is older than it looks.", "is grey today.",
+                                     "is closed on Sundays.", "is full of light.", "is the last stop.",
+                                     "is warm in summer.", "is easy to find.", "is green again."};
+
+static void filler(char *buf, size_t *n, size_t cap, uint64_t *rng, size_t chars, int statements) {
+    while (*n < chars && *n + 96 < cap) {
+        if (statements && next(rng) % 2)
+            *n += (size_t)snprintf(buf + *n, cap - *n, " %s %s", NOUNS[next(rng) % 10], STATES[next(rng) % 10]);
+        else
+            *n += (size_t)snprintf(buf + *n, cap - *n, " %s %s %s", SUBJECTS[next(rng) % 10], VERBS[next(rng) % 10],
+                                   OBJECTS[next(rng) % 10]);
+    }
 }
 
 int data_synth(const SynthConfig *c, char *err, size_t errlen) {
@@ -52,13 +65,13 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             int key = 10000 + (int)(next(&rng) % 90000);
             double depth = c->min_depth + (c->max_depth - c->min_depth) * (double)(next(&rng) % 1001) / 1000.0;
             size_t before = (size_t)(depth * (double)chars);
-            filler(buf, &n, cap, &rng, before);
+            filler(buf, &n, cap, &rng, before, c->statements);
             n += (size_t)snprintf(buf + n, cap - n, " The pass key is %05d. Remember it. %05d is the pass key.", key, key);
             /* the rest of the filler in `questions` parts, each followed by the question and
              * its answer (one question: the evaluation's layout) */
             size_t rest = chars > n ? chars - n : 0;
             for (int64_t q = 0; q < c->questions && n + 128 < cap; q++) {
-                filler(buf, &n, cap, &rng, n + rest / (size_t)c->questions);
+                filler(buf, &n, cap, &rng, n + rest / (size_t)c->questions, c->statements);
                 n += (size_t)snprintf(buf + n, cap - n, " What is the pass key? The pass key is %05d.", key);
             }
         } else if (c->kind == SYNTH_COPY) {
@@ -102,7 +115,7 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             /* filler until the document reaches w^2 of the drawn length, less the pairs (often none) */
             double w = (double)(next(&rng) >> 11) * 0x1.0p-53;
             filler(buf, &n, cap, &rng,
-                   chars > 4 * (size_t)pairs + 8 ? (size_t)((double)(chars - 4 * (size_t)pairs - 8) * w * w) : 0);
+                   chars > 4 * (size_t)pairs + 8 ? (size_t)((double)(chars - 4 * (size_t)pairs - 8) * w * w) : 0, c->statements);
             int order[52];
             for (int i = 0; i < pairs; i++) order[i] = i;
             for (int i = pairs - 1; i > 0; i--) {

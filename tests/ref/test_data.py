@@ -401,6 +401,24 @@ def test_synth(tok):
         ok &= answers == [key] * 4 and t.endswith(f"The pass key is {key}.")
         n += 1
     report(ok and n == 30, "data synth passkey --questions 4: the key asked for four times through the filler, each answered")
+    ps = os.path.join(TMP, "pks.jsonl")
+    ropex("data", "synth", "passkey", "--docs", "50", "--min-chars", "500", "--max-chars", "3000", "--seed", "3",
+          "--filler", "statements", "--out", ps)
+    # the varied filler holds no " is " but the key's sentences and the question; the statements
+    # filler about half its sentences, some of them "... key is" (the look-alikes it is for)
+    plain = lambda t: re.sub(r" (The pass key is \d{5}\. Remember it\. \d{5} is the pass key\.|What is the pass key\? The pass key is \d{5}\.)", "", t)
+    varied = [plain(t) for t in docs]
+    stated = [plain(json.loads(l)["text"]) for l in open(ps)]
+    sentences = sum(t.count(".") for t in stated)
+    statements = sum(t.count(" is ") for t in stated)
+    ok = all(" is " not in t for t in varied) and 0.35 < statements / sentences < 0.65 and \
+        any(" key is " in t for t in stated) and len(stated) == 50
+    for line in open(ps):
+        t = json.loads(line)["text"]
+        m = re.search(r"The pass key is (\d{5})\. Remember it\. (\d{5}) is the pass key\.", t)
+        ok &= bool(m) and m.group(1) == m.group(2) and t.endswith(f"The pass key is {m.group(1)}.")
+    report(ok, "data synth passkey --filler statements: about half the filler's sentences 'X is Y.' (none in the varied "
+           "filler), the key and its question as before", f"{statements} of {sentences} sentences")
     kv = os.path.join(TMP, "kv.jsonl")
     ropex("data", "synth", "kv", "--docs", "30", "--min-chars", "300", "--max-chars", "900", "--out", kv)
     ok = True
@@ -504,10 +522,12 @@ def test_synth(tok):
            (("recall", "--depth", "0..1"), "data synth recall: --depth applies to passkey only"),
            (("recall", "--pairs", "2..60"), "--pairs expects A..B with 2 <= A <= B <= 52, got '2..60'"),
            (("passkey", "--pairs", "2..3"), "data synth passkey: --pairs applies to recall only"),
-           (("kv", "--mixed"), "data synth kv: --mixed applies to recall only")]
+           (("kv", "--mixed"), "data synth kv: --mixed applies to recall only"),
+           (("kv", "--filler", "statements"), "data synth kv: --filler applies to passkey and recall only"),
+           (("passkey", "--filler", "plain"), "--filler expects varied or statements, got 'plain'")]
     errs = [ropex("data", "synth", *args, "--docs", "2", "--out", os.path.join(TMP, "bad.jsonl")) for args, _ in bad]
     report(all(e.returncode == 2 and want in e.stderr for e, (_, want) in zip(errs, bad)),
-           "data synth: a bad --pairs or --depth, or one for the wrong kind, is refused by name",
+           "data synth: a bad --pairs, --depth or --filler, or one for the wrong kind, is refused by name",
            "; ".join(e.stderr.strip() for e in errs)[:300])
     r = ropex("data", "prepare", "--tokenizer", tok, "--domain", "passkey", a, kv, rep[0], "--out",
               os.path.join(TMP, "synthdata"))
