@@ -22,6 +22,8 @@ done
 check "shape smollm-135m prints the parameter count" 0 "134515008" "$ropex" shape --preset smollm-135m --seq-len 8192
 check "shape: unknown preset is named" 2 "unknown model preset 'gpt5'" "$ropex" shape --preset gpt5
 check "shape: bad --seq-len" 2 "--seq-len expects a positive integer" "$ropex" shape --seq-len -3
+check "inspect reads a Hugging Face directory" 0 "model: V 258, C 256, L 4" "$ropex" inspect models/tiny-2k
+check "inspect takes the hf:DIR spelling of eval and [model] init" 0 "Hugging Face directory models/tiny-2k" "$ropex" inspect hf:models/tiny-2k
 # eval: bad input is named before any work (the committed fixture loads in a moment)
 fx=hf:models/tiny-2k
 tmpd=$(mktemp -d)

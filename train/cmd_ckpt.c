@@ -27,7 +27,7 @@ static const char EXPORT_HELP[] =
     "tokenizer files stored at import. --dtype bf16 halves the size (round to nearest even).\n";
 
 static const char INSPECT_HELP[] =
-    "usage: ropex inspect FILE.h5 | HF_DIR | FILE.safetensors\n"
+    "usage: ropex inspect FILE.h5 | HF_DIR (or hf:HF_DIR) | FILE.safetensors\n"
     "\n"
     "Prints what a checkpoint holds: configuration, RoPE scaling, tensors (name, shape, dtype),\n"
     "optimizer state, training state and tokenizer files.\n";
@@ -109,6 +109,7 @@ int cmd_inspect(int argc, char **argv) {
     for (int i = 0; i < argc; i++) if (is_help(argv[i])) { fputs(INSPECT_HELP, stdout); return 0; }
     if (argc != 1) die("inspect: expected one FILE or DIR (see ropex inspect --help)");
     const char *p = argv[0];
+    if (!strncmp(p, "hf:", 3)) p += 3;   /* the spelling of eval and [model] init */
     RxError err;
     size_t n = strlen(p);
     if (n > 12 && !strcmp(p + n - 12, ".safetensors")) { inspect_st(p); return 0; }
