@@ -484,6 +484,19 @@ def test_synth(tok):
     report(ok and n == 200 and stuck == 0 and 110 <= few <= 170,
            "data synth recall: deterministic, 2..52 distinct letter keys with digits (mostly few), every pair asked again "
            "in a new order", f"{n} documents, {few} with at most 4 pairs")
+    rs = os.path.join(TMP, "recallstat.jsonl")
+    ropex("data", "synth", "recall", "--docs", "200", "--min-chars", "100", "--max-chars", "1500", "--seed", "11",
+          "--filler", "statements", "--out", rs)
+    ok, stated, plain = True, 0, 0
+    for ls, lp in zip(open(rs), open(rc[0])):
+        t, tp = json.loads(ls)["text"], json.loads(lp)["text"]
+        first, last = t.split("\n")[0], t.split("\n")[-1]
+        pairs = list(itertools.takewhile(lambda w: re.fullmatch(r"[A-Za-z][0-9]", w), first.split(" ")))
+        ok &= 2 <= len(pairs) <= 52 and sorted(last.split(" ")) == sorted(pairs) and t.count("\n") == 1
+        stated += " is " in t
+        plain += " is " in tp
+    report(ok and plain == 0 and stated > 50, "data synth recall --filler statements: the filler holds statements "
+           "(none in the varied filler), every pair asked again", f"{stated} of 200 documents with ' is '")
     mx = os.path.join(TMP, "recallmix.jsonl")
     ropex("data", "synth", "recall", "--docs", "200", "--pairs", "3..6", "--mixed", "--min-chars", "1", "--max-chars", "1",
           "--seed", "5", "--out", mx)
