@@ -115,7 +115,8 @@ int data_synth(const SynthConfig *c, char *err, size_t errlen) {
             /* filler until the document reaches w^2 of the drawn length, less the pairs (often none) */
             double w = (double)(next(&rng) >> 11) * 0x1.0p-53;
             filler(buf, &n, cap, &rng,
-                   chars > 4 * (size_t)pairs + 8 ? (size_t)((double)(chars - 4 * (size_t)pairs - 8) * w * w) : 0, c->statements);
+                   chars > 4 * (size_t)pairs + 8 ? (size_t)((double)(chars - 4 * (size_t)pairs - 8) * w * w) : 0,
+                   c->statements);
             int order[52];
             for (int i = 0; i < pairs; i++) order[i] = i;
             for (int i = pairs - 1; i > 0; i--) {

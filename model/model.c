@@ -54,7 +54,8 @@ RxStatus model_config_validate(ModelConfig *c, RxError *err) {
 
 RxStatus model_config_preset(ModelConfig *c, const char *name, RxError *err) {
     static const struct { const char *name; int64_t V, C, L, NH, NKV, H; int tied; } presets[] = {
-        {"tiny", 1024, 256, 4, 4, 2, 768, 1},           /* the demo fixture's shape, 3.4M parameters (the fixture sets vocab_size 258: 3.2M) */
+        /* the demo fixture's shape, 3.4M parameters (the fixture sets vocab_size 258: 3.2M) */
+        {"tiny", 1024, 256, 4, 4, 2, 768, 1},
         {"smollm-135m", 49152, 576, 30, 9, 3, 1536, 1},
         {"tinyllama-1.1b", 32000, 2048, 22, 32, 4, 5632, 0},
     };

@@ -41,7 +41,8 @@ typedef struct {
 
 /* Checks that the shape is possible; fills in head_dim when 0. Names the bad field. */
 RxStatus model_config_validate(ModelConfig *cfg, RxError *err);
-/* Named shapes: "tiny" (the demo fixture's shape, with a 1024-token vocabulary), "smollm-135m", "tinyllama-1.1b". RX_ERR_CONFIG if unknown. */
+/* Named shapes: "tiny" (the demo fixture's shape, with a 1024-token vocabulary), "smollm-135m",
+ * "tinyllama-1.1b". RX_ERR_CONFIG if unknown. */
 RxStatus model_config_preset(ModelConfig *cfg, const char *name, RxError *err);
 
 /* Reads a Hugging Face config.json (or DIR/config.json): Llama layout, GQA, head_dim, tied

@@ -33,9 +33,10 @@ static const char HELP[] =
     "synth: synthetic retrieval documents as JSON lines, deterministic in --seed: passkey (a 5-digit key\n"
     "  hidden at a random depth in varied filler, asked for at the end; with --questions Q, asked\n"
     "  Q times through the rest of the filler; --depth A..B: the depth drawn from A..B, shares of\n"
-    "  the document, default 0..1; --filler statements: half the filler's sentences \"X is Y.\", so that\n"
-    "  \"The pass key is\" has look-alikes, as in natural text; default varied, none with \" is \") or kv (lines of random\n"
-    "  key: value pairs, then the values of --questions Q random keys asked for, default 1) or repeat\n"
+    "  the document, default 0..1; --filler statements, for passkey and recall: half the filler's\n"
+    "  sentences \"X is Y.\", so that \"The pass key is\" has look-alikes, as in natural text; default\n"
+    "  varied, none with \" is \") or kv (lines of random key: value pairs, then the values of\n"
+    "  --questions Q random keys asked for, default 1) or repeat\n"
     "  (lines S|S of 16..64 random letters S: only copying predicts the second half); lengths\n"
     "  --min-chars..--max-chars (default 2000..30000). copy: one line S|S per document, S 8..30\n"
     "  distinct letters and digits (each once, so the copy is unambiguous; lengths do not apply).\n"
@@ -230,7 +231,8 @@ static int data_synth_cmd(int argc, char **argv) {
             if (strcmp(argv[i + 1], "varied") && strcmp(argv[i + 1], "statements"))
                 die("--filler expects varied or statements, got '%s'", argv[i + 1]);
             c.statements = !strcmp(argv[++i], "statements");
-            if (c.kind != SYNTH_PASSKEY && c.kind != SYNTH_RECALL) die("data synth %s: --filler applies to passkey and recall only", argv[0]);
+            if (c.kind != SYNTH_PASSKEY && c.kind != SYNTH_RECALL)
+                die("data synth %s: --filler applies to passkey and recall only", argv[0]);
         } else if (!strcmp(argv[i], "--out") && more) c.out = argv[++i];
         else die("data synth: unknown or incomplete option '%s'", argv[i]);
     }
