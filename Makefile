@@ -14,8 +14,9 @@ STD     := -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -fopenmp
 OPT     ?= -O3 -march=native
 BUILD   ?= build
 
-# `make test` installs what is missing first, so only goals that compile check here.
-ifeq ($(filter deps clean help test,$(MAKECMDGOALS)),)
+# `make test`, `make demo` and `make demo-yarn` install what is missing first (scripts/setup.sh) and
+# then build in a sub-make, so only goals that compile at once check here.
+ifeq ($(filter deps clean help test demo demo-yarn,$(MAKECMDGOALS)),)
 MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
 ifneq ($(MISSING),)
 $(error missing libraries: $(MISSING). Run `make deps` (installs the Debian packages in scripts/deps.txt))

@@ -50,3 +50,16 @@ else echo "FAIL eval --passkey leaves no temporary file: $n_tmp in TMPDIR, /tmp 
 mkdir "$tmpd/run"; printf '{"step": 1, "loss": 3.5}\n{"step": 2, "lo\n' >"$tmpd/run/metrics.jsonl"
 check "plot: a bad metrics.jsonl line is named by its number" 2 "metrics.jsonl:2: not a JSON object" "$ropex" plot "$tmpd/run"
 rm -rf "$tmpd"
+# The README's commands install what is missing before anything compiles: on a machine without
+# the libraries (a pkg-config that finds none), `make demo`, `make demo-yarn` and `make test` must
+# reach scripts/setup.sh first (make -n shows it), not stop at the Makefile's library check;
+# `make` alone stops there and names `make deps`.
+nolib=$(mktemp -d); printf '#!/bin/sh\nexit 1\n' >"$nolib/pkg-config"; chmod +x "$nolib/pkg-config"
+for goal in demo demo-yarn test; do
+  first=$(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL PATH="$nolib:$PATH" make -n --no-print-directory "$goal" 2>&1 | head -n 1)
+  if [ "$first" = scripts/setup.sh ]; then echo "PASS make $goal without the libraries runs scripts/setup.sh first"
+  else echo "FAIL make $goal without the libraries runs scripts/setup.sh first: its first line is '$first'"; fi
+done
+check "make without the libraries names them and make deps" 2 "missing libraries: openblas" \
+  env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL PATH="$nolib:$PATH" make -n --no-print-directory all
+rm -rf "$nolib"
