@@ -301,11 +301,31 @@ static RxStatus ensure_buffers(Model *m, int64_t B, int64_t T, RxError *err) {
     acts_layout(&m->acts, m->act_mem, &m->cfg, B, T, slots);
     m->act_slots = slots;
     scratch_layout(&m->scr, m->scr_mem, &m->cfg, B, T);
-    for (int64_t n = 0; n < B * T; n++) m->pos[n] = (int32_t)(n % T);
-    char msg[400];
-    if (rope_table_build(&m->rope, &m->cfg.rope, m->cfg.head_dim, T, msg, sizeof msg) != 0)
-        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
+    m->rope.T = 0;   /* built again for the new shape by set_positions */
     m->B = B; m->T = T;
+    return RX_OK;
+}
+
+/* m->pos and the RoPE table for this pass: positions 0..T-1 of each row, or the caller's
+ * Model.positions with a table for pos_len tokens (built again only when its length changes). */
+static RxStatus set_positions(Model *m, int64_t B, int64_t T, RxError *err) {
+    const int64_t N = B * T, len = m->positions ? m->pos_len : T;
+    if (m->positions) {
+        if (m->pos_len < T) return rx_fail(err, RX_ERR_CONFIG, "pos_len %lld is shorter than the "
+                                           "sequence (%lld)", (long long)m->pos_len, (long long)T);
+        for (int64_t n = 0; n < N; n++) {
+            if (m->positions[n] < 0 || m->positions[n] >= len)
+                return rx_fail(err, RX_ERR_CONFIG, "position %d at row %lld is outside 0..%lld",
+                               m->positions[n], (long long)n, (long long)len - 1);
+            m->pos[n] = m->positions[n];
+        }
+    } else {
+        for (int64_t n = 0; n < N; n++) m->pos[n] = (int32_t)(n % T);
+    }
+    if (m->rope.cos && m->rope.T == len) return RX_OK;
+    char msg[400];
+    if (rope_table_build(&m->rope, &m->cfg.rope, m->cfg.head_dim, len, msg, sizeof msg) != 0)
+        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
     return RX_OK;
 }
 
@@ -388,6 +408,7 @@ static RxStatus forward(Model *m, const int32_t *tokens, const int32_t *targets,
                            "0..%lld", targets[n], (long long)n, (long long)c->vocab - 1);
     }
     RxStatus st = ensure_buffers(m, B, T, err);
+    if (st == RX_OK) st = set_positions(m, B, T, err);
     if (st != RX_OK) return st;
 
     const int64_t C = c->dim;
@@ -519,4 +540,20 @@ void model_backward(Model *m) {
         layer_backward(m, l);
     }
     embed_backward(m->g.embed, s->dresid, m->tokens, N, C);
+}
+
+void model_pose_positions(int32_t *pos, const int32_t *docs, int64_t rows, int64_t T, int64_t len,
+                          uint64_t seed, uint64_t key, int64_t row0) {
+    ASSERT(len >= T && len <= INT32_MAX);
+    for (int64_t r = 0; r < rows; r++) {
+        Rng g = {seed ^ (key * 0xD1B54A32D192ED03ull) ^ ((uint64_t)(row0 + r) * 0x8CB92BA72F3D8DD7ull)};
+        const int32_t *d = docs ? docs + r * T : NULL;
+        for (int64_t a = 0, b; a < T; a = b) {   /* [a, b): one document */
+            for (b = a + 1; b < T && (!d || d[b] == d[a]); b++) {}
+            const int64_t n = b - a;
+            const int64_t cut = n > 1 ? 1 + (int64_t)(rng_next(&g) % (uint64_t)(n - 1)) : n;
+            const int64_t skip = (int64_t)(rng_next(&g) % (uint64_t)(len - n + 1));
+            for (int64_t i = 0; i < n; i++) pos[r * T + a + i] = (int32_t)(i < cut ? i : i + skip);
+        }
+    }
 }

@@ -142,8 +142,14 @@ typedef struct {
     float *scr_mem; size_t scr_floats;
     Activations acts;
     Scratch scr;
-    RopeTable rope;        /* cos/sin for positions 0..T-1 */
+    RopeTable rope;        /* cos/sin for positions 0..T-1, or 0..pos_len-1 with positions */
     int32_t *pos;          /* (N) position of each row */
+    const int32_t *positions; /* (B, T) position id of each token, or NULL for t (0..T-1); borrowed.
+                            * Set (with pos_len) for skip-wise positions (PoSE): rows of T tokens
+                            * that stand for distances of a longer sequence */
+    int64_t pos_len;       /* with positions: every id is < pos_len, and the RoPE table is built
+                            * for a sequence of pos_len tokens (dynamic NTK and LongRoPE choose
+                            * their frequencies by it) */
     const int32_t *docs;   /* (B, T) document id of each token (non-decreasing per row), or NULL:
                             * when set, attention stays within documents; borrowed */
     int64_t rows_from;     /* model_forward only (evaluation; backward refuses it): rows t <
@@ -196,5 +202,15 @@ RxStatus model_forward_backward(Model *m, const int32_t *tokens, const int32_t *
                                 int64_t B, int64_t T, float *loss, RxError *err);
 /* Logits (n, V) for rows [row0, row0+n) of the last forward (row = b*T + t). */
 void model_logits(Model *m, int64_t row0, int64_t n, float *out);
+
+/* Skip-wise positions (PoSE, Zhu et al. 2024) for Model.positions: rows (rows, T) of T tokens
+ * that stand for sequences of len >= T tokens. Each document of a row (docs (rows, T), as
+ * Model.docs; NULL: the row is one document) counts from 0, is cut at a point drawn inside it,
+ * and its tokens after the cut move on by a skip drawn in 0..len - its length: its relative
+ * distances then reach those of len tokens while attention costs those of T. Without document
+ * masks pass docs NULL (positions must grow along the row). The draws hash (seed, key, row0 + r):
+ * the same arguments give the same positions, with no state to keep. */
+void model_pose_positions(int32_t *pos, const int32_t *docs, int64_t rows, int64_t T, int64_t len,
+                          uint64_t seed, uint64_t key, int64_t row0);
 
 #endif

@@ -2,7 +2,9 @@
  * (weights under their HF names), tokens and targets, then ropex's logits, loss, the residual
  * stream entering every layer, and every parameter gradient.
  *
- * usage: parity_dump OUT V C L NH NKV H TIED B T SEED
+ * usage: parity_dump OUT V C L NH NKV H TIED B T SEED [POS_LEN]
+ * POS_LEN > 0: skip-wise positions (model_pose_positions, each row one document) standing for
+ * POS_LEN tokens, dumped as "positions".
  * File: "RPXTDUMP" u32 version=1 u32 count, then per tensor: u32 name_len, name, u32 dtype
  * (0 f32, 1 i32), u32 ndim, i64 dims[ndim], data (little-endian). */
 #include <stdio.h>
@@ -27,8 +29,8 @@ static void put(const char *name, int dtype, int ndim, const int64_t *dims, cons
 }
 
 int main(int argc, char **argv) {
-    if (argc != 12) {
-        fprintf(stderr, "usage: parity_dump OUT V C L NH NKV H TIED B T SEED\n");
+    if (argc != 12 && argc != 13) {
+        fprintf(stderr, "usage: parity_dump OUT V C L NH NKV H TIED B T SEED [POS_LEN]\n");
         return 2;
     }
     ModelConfig cfg;
@@ -60,6 +62,12 @@ int main(int argc, char **argv) {
         targets[n] = t + 1 < T ? tokens[n + 1] : -1;
         if (rng_uniform(&rng) < 0.1) targets[n] = -1;   /* some ignored targets */
     }
+    const int64_t pos_len = argc == 13 ? atoll(argv[12]) : 0;
+    int32_t *positions = malloc((size_t)N * 4);
+    if (pos_len > 0) {
+        model_pose_positions(positions, NULL, B, T, pos_len, seed, 1, 0);
+        m.positions = positions; m.pos_len = pos_len;
+    }
     float loss;
     if (model_forward(&m, tokens, targets, B, T, &loss, &err) != RX_OK) {
         fprintf(stderr, "parity_dump: %s\n", err.msg);
@@ -87,6 +95,7 @@ int main(int argc, char **argv) {
     put("theta_eps", 0, 1, d2, te);
     put("tokens", 1, 2, dBT, tokens);
     put("targets", 1, 2, dBT, targets);
+    if (pos_len > 0) put("positions", 1, 2, dBT, positions);
     for (int i = 0; i < m.table.count; i++) {
         const ParamEntry *e = &m.table.entries[i];
         put(e->name, 0, e->ndim, e->shape, m.params + e->offset);
@@ -109,7 +118,7 @@ int main(int argc, char **argv) {
     fseek(out, count_pos, SEEK_SET);
     fwrite(&count, 4, 1, out);
     if (fclose(out) != 0) { perror(argv[1]); return 2; }
-    free(logits); free(tokens); free(targets);
+    free(logits); free(tokens); free(targets); free(positions);
     model_free(&m);
     return 0;
 }

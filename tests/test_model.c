@@ -197,6 +197,98 @@ static void test_rows_from(void) {
               worst, worst_loss);
 }
 
+/* Model.positions: RoPE is relative, so shifting every position of a row by the same amount
+ * leaves the loss and gradients unchanged up to float32 rounding (the angles differ), while a
+ * skip inside a row changes them; ids outside 0..pos_len-1 and pos_len < T are refused by row.
+ * The parity test checks skip-wise positions against PyTorch. */
+static void test_positions(void) {
+    const int64_t B = 2, T = 75, N = B * T, shift = 4000;
+    ModelConfig cfg = small_config(0);
+    int32_t tok[150], tgt[150], pos[150];
+    make_batch(tok, tgt, N, T, cfg.vocab, seed + 41);
+    Model a, b;
+    RxError err;
+    ASSERT(model_init(&a, &cfg, &err) == RX_OK && model_init(&b, &cfg, &err) == RX_OK);
+    ASSERT(model_alloc_grads(&a, &err) == RX_OK && model_alloc_grads(&b, &err) == RX_OK);
+    model_init_random(&a, seed + 43, 0.2f);
+    memcpy(b.params, a.params, a.table.total * 4);
+    float la, lb;
+    ASSERT(model_forward(&a, tok, tgt, B, T, &la, &err) == RX_OK);
+    model_backward(&a);
+    for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)(n % T + shift);
+    b.positions = pos; b.pos_len = T + shift;
+    ASSERT(model_forward(&b, tok, tgt, B, T, &lb, &err) == RX_OK);
+    model_backward(&b);
+    double worst = 0, gmax = 0;
+    for (size_t i = 0; i < a.table.total; i++) {
+        worst = fmax(worst, fabs((double)a.grads[i] - b.grads[i]));
+        gmax = fmax(gmax, fabs((double)a.grads[i]));
+    }
+    const double lrel = fabs((double)la - lb) / fabs((double)la);
+    /* measured: the same loss, gradients within 2e-6 of the largest (cos/sin of angles near 4000
+     * rad rounded to float32): 50x inside the bounds; a skip moves the loss by 1e-1 (next case) */
+    tu_report(lrel <= 1e-5 && worst <= 1e-4 * gmax && b.rope.T == T + shift,
+              "positions shifted by 4000 (RoPE table built for pos_len): loss and gradients as at 0..T-1",
+              "loss rel diff %.1e, gradient diff %.1e of max %.1e, table %lld", lrel, worst, gmax, (long long)b.rope.T);
+    for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)(n % T < 30 ? n % T : n % T + 500);
+    b.pos_len = T + 500;
+    ASSERT(model_forward(&b, tok, tgt, B, T, &lb, &err) == RX_OK);
+    tu_report(fabs((double)la - lb) > 1e-3, "a skip of 500 positions inside the rows changes the loss",
+              "%.6f vs %.6f", la, lb);
+    pos[77] = (int32_t)(T + 500);
+    RxStatus st = model_forward(&b, tok, tgt, B, T, &lb, &err);
+    tu_report(st == RX_ERR_CONFIG && strstr(err.msg, "position 575 at row 77 is outside 0..574"),
+              "a position id outside 0..pos_len-1 is refused, naming the row", "%s", err.msg);
+    b.pos_len = T - 1;
+    st = model_forward(&b, tok, tgt, B, T, &lb, &err);
+    tu_report(st == RX_ERR_CONFIG && strstr(err.msg, "pos_len 74 is shorter than the sequence (75)"),
+              "pos_len shorter than the rows is refused", "%s", err.msg);
+    b.positions = NULL;
+    ASSERT(model_forward(&b, tok, tgt, B, T, &lb, &err) == RX_OK);
+    tu_report(lb == la && b.rope.T == T, "positions unset again: 0..T-1 and a table of T, loss bit-identical",
+              "%.7f vs %.7f, table %lld", lb, la, (long long)b.rope.T);
+    model_free(&a);
+    model_free(&b);
+}
+
+/* model_pose_positions: every document of a row counts 0, 1, ... up to its cut, then goes on from
+ * cut + skip with skip in 0..len - its length, so every id is < len and the distances inside a
+ * document reach len - 1; the same arguments draw the same, another key others. */
+static void test_pose_positions(void) {
+    enum { R = 400, T = 64 };
+    const int64_t len = 1024;
+    static int32_t docs[R * T], pos[R * T], again[R * T], other[R * T];
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t t = 0; t < T; t++) docs[r * T + t] = r % 2 ? 0 : (int32_t)(t < 20 ? 5 : t < 21 ? 6 : 7);
+    model_pose_positions(pos, docs, R, T, len, seed, 3, 0);
+    model_pose_positions(again, docs, R, T, len, seed, 3, 0);
+    model_pose_positions(other, docs, R, T, len, seed, 4, 0);
+    int ok = 1, cuts_inside = 1;
+    int64_t widest = 0;
+    for (int64_t r = 0; r < R && ok; r++)
+        for (int64_t a = 0, b; a < T; a = b) {
+            for (b = a + 1; b < T && docs[r * T + b] == docs[r * T + a]; b++) {}
+            const int32_t *p = pos + r * T + a;
+            int64_t jumps = 0, cut = b - a;
+            ok = ok && p[0] == 0;
+            for (int64_t i = 1; i < b - a; i++) {
+                if (p[i] != p[i - 1] + 1) { jumps++; cut = i; ok = ok && p[i] > p[i - 1] && p[i - 1] == i - 1; }
+            }
+            ok = ok && jumps <= 1 && p[b - a - 1] < len;
+            cuts_inside = cuts_inside && (b - a == 1 || (cut >= 1 && cut <= b - a));
+            if (p[b - a - 1] > widest) widest = p[b - a - 1];
+        }
+    tu_report(ok && cuts_inside && widest >= len - 8,
+              "PoSE positions: each document counts from 0, one cut, then a skip; every id < len, the widest reaches len",
+              "widest %lld of %lld", (long long)widest, (long long)len);
+    tu_report(!memcmp(pos, again, sizeof pos) && memcmp(pos, other, sizeof pos),
+              "PoSE positions: the same (seed, key, row) draw the same, another key others", NULL);
+    model_pose_positions(pos, NULL, 1, T, T, seed, 3, 0);
+    int plain = 1;
+    for (int64_t t = 0; t < T; t++) plain = plain && pos[t] == t;
+    tu_report(plain, "PoSE positions with len = T and no documents: 0..T-1 (no room to skip)", NULL);
+}
+
 /* Table of impossible configs and the message each must give. */
 static void test_config_errors(void) {
     struct { const char *what; void (*edit)(ModelConfig *); const char *expect; } cases[] = {
@@ -330,6 +422,8 @@ int main(void) {
     test_recompute();
     test_forward_backward();
     test_rows_from();
+    test_positions();
+    test_pose_positions();
     test_config_errors();
     test_memory_and_table();
     test_model_fd();

@@ -43,6 +43,7 @@ static const Key KEYS[] = {
     {"data", "short_seq_len", K_INT, F(short_seq_len), 0, 1 << 24, NULL, 0, "0", "warmup: the first short_steps steps cut each sequence into rows of this many tokens"},
     {"data", "short_steps", K_INT, F(short_steps), 0, 1e12, NULL, 0, "0", "... (same data, same tokens per step; 0: off)"},
     {"data", "short_mix", K_STR, F(short_mix), 0, 0, NULL, 1, "", "set: the warmup reads a stream of its own, short_seq_len-token sequences of these weights (whole_docs apply to its rows), and the later steps data.mix from its start"},
+    {"data", "pose_len", K_INT, F(pose_len), 0, 1 << 24, NULL, 1, "0", "skip-wise positions (PoSE): training rows shorter than this many tokens take positions whose distances reach it (each document cut at a random point, its rest moved on by a random skip); 0: off. data.seq_len: the warmup's rows; more: every step"},
     {"data", "upsample_below", K_INT, F(upsample_below), 0, 1e15, NULL, 1, "0", "documents shorter than this many tokens ..."},
     {"data", "upsample_keep", K_DOUBLE, F(upsample_keep), 0, 1, NULL, 1, "1", "... are kept with this probability (Fu et al. 2024: 4096, 0.1)"},
     {"data", "whole_docs", K_STR, F(whole_docs), 0, 0, NULL, 1, "", "domains (separated by spaces or commas, * for all) whose documents never cross a sequence boundary: one that does not fit the rest of a sequence starts the next, the rest is padding (no target)"},
@@ -280,6 +281,11 @@ int config_check_train(const RunConfig *rc, char *err, size_t errlen) {
     }
     if (rc->short_mix[0] && rc->short_steps == 0) { snprintf(err, errlen, "%s: data.short_mix is set but data.short_steps is 0 (the steps that read it)", src); return -1; }
     if (rc->short_seq_len > 0 && rc->short_steps == 0) { snprintf(err, errlen, "%s: data.short_seq_len is set but data.short_steps is 0 (the steps that use it)", src); return -1; }
+    if (rc->pose_len > 0 && rc->pose_len < rc->seq_len) {
+        snprintf(err, errlen, "%s: data.pose_len = %lld must be 0 (off) or at least data.seq_len = %lld (the length the rows' positions stand for)",
+                 src, (long long)rc->pose_len, (long long)rc->seq_len);
+        return -1;
+    }
     if (rc->steps <= 0) { snprintf(err, errlen, "%s: train.steps is required (optimizer steps, e.g. 1000)", src); return -1; }
     if (!rc->out_dir[0]) { snprintf(err, errlen, "%s: train.out_dir is required (the run directory)", src); return -1; }
     return 0;

@@ -39,6 +39,7 @@ typedef struct {
     char data_dir[CONFIG_PATH_MAX], data_mix[1024], whole_docs[1024], short_mix[1024];
     int64_t seq_len, upsample_below, eval_sequences;
     int64_t short_seq_len, short_steps;   /* sequence-length warmup: 0 = off */
+    int64_t pose_len;                     /* rows shorter than this take skip-wise positions: 0 = off */
     double upsample_keep;
     int64_t add_bos, doc_mask;
     char on_corrupt[16];

@@ -115,7 +115,7 @@ static Stream *open_streams(const RunConfig *rc, int64_t vocab, int with_short, 
  * from learning to copy at all: a copy task stayed at chance for 600 steps without the BOS target
  * (ropex, two seeds; PyTorch under the same rule) and was learnt by step 300 with it (README,
  * "Train"; tests/ref/test_train.py's induction check). */
-typedef struct { int32_t *seq, *docs_seq, *inp, *tgt, *docs; } Batch;
+typedef struct { int32_t *seq, *docs_seq, *inp, *tgt, *docs, *pos; } Batch;
 
 static int next_batch(Stream *s, Batch *b, int64_t B, int64_t T, char *err, size_t errlen) {
     const int32_t bos = stream_bos(s);
@@ -406,6 +406,7 @@ int cmd_train(int argc, char **argv) {
 
     const int64_t B = rc.micro_batch, T = rc.seq_len, A = rc.grad_accum, tokens_per_step = B * T * A;
     ModelMemory mm = model_memory(&m.cfg, B, T);
+    if (rc.pose_len > T) mm.rope = mm.rope / (size_t)T * (size_t)rc.pose_len;   /* the table covers pose_len positions */
     const double MiB = 1048576.0;
     printf("model: %zu parameters (V %lld, C %lld, L %lld, NH %lld, NKV %lld, H %lld), rope %s x%g (%lld -> %lld)\n",
            m.table.total, (long long)m.cfg.vocab, (long long)m.cfg.dim, (long long)m.cfg.n_layers,
@@ -436,6 +437,16 @@ int cmd_train(int argc, char **argv) {
             printf("%s%s %.3f", d ? ", " : "", stream_domain_name(short_stream, d), stream_domain_weight(short_stream, d));
         printf(")\n");
     }
+    if (rc.pose_len > 0) {
+        const int64_t shortest = rc.short_steps > 0 ? rc.short_seq_len : T;
+        if (shortest < rc.pose_len)
+            printf("skip-wise positions (PoSE, data.pose_len): %s rows of %lld tokens take positions reaching %lld, "
+                   "each %s cut and its rest moved on by a random skip\n",
+                   rc.pose_len > T ? "every step's" : "the warmup's", (long long)shortest, (long long)rc.pose_len,
+                   rc.doc_mask ? "document" : "row");
+        else
+            printf("skip-wise positions (PoSE, data.pose_len = %lld): no row is shorter, so none\n", (long long)rc.pose_len);
+    }
 
     Batch b;   /* seq, docs_seq: B sequences of T + 1, or the warmup stream's B T / Ts of Ts + 1 */
     const int64_t seq_cap = short_stream ? B * T + B * T / rc.short_seq_len : B * (T + 1);
@@ -444,6 +455,7 @@ int cmd_train(int argc, char **argv) {
     b.inp = malloc(sizeof(int32_t) * (size_t)(B * T));
     b.tgt = malloc(sizeof(int32_t) * (size_t)(B * T));
     b.docs = malloc(sizeof(int32_t) * (size_t)(B * T));
+    b.pos = malloc(sizeof(int32_t) * (size_t)(B * T));
     OptimRange *ranges = malloc(sizeof(OptimRange) * (size_t)m.table.count);
     for (int i = 0; i < m.table.count; i++) {
         const ParamEntry *pe = &m.table.entries[i];
@@ -486,8 +498,14 @@ int cmd_train(int argc, char **argv) {
                 die("data: %s", err);
             if (a / (A / world) != rank) continue;
             m.docs = rc.doc_mask ? b.docs : NULL;
+            if (Ts < rc.pose_len) {
+                model_pose_positions(b.pos, m.docs, B * (T / Ts), Ts, rc.pose_len, (uint64_t)rc.seed, (uint64_t)step, a * B * (T / Ts));
+                m.positions = b.pos; m.pos_len = rc.pose_len;
+            }
             float loss;
-            if (model_forward_backward(&m, b.inp, b.tgt, B * (T / Ts), Ts, &loss, &e) != RX_OK) die("%s", e.msg);
+            RxStatus fb = model_forward_backward(&m, b.inp, b.tgt, B * (T / Ts), Ts, &loss, &e);
+            m.positions = NULL;
+            if (fb != RX_OK) die("%s", e.msg);
             loss_sum += loss;
         }
         /* the ranks meet first, so that the all-reduce's time is the transfer and not the wait
@@ -574,7 +592,7 @@ int cmd_train(int argc, char **argv) {
     if (short_stream) stream_close(short_stream);
     free(run.config_text);
     free(am); free(av); free(ranges);
-    free(b.seq); free(b.docs_seq); free(b.inp); free(b.tgt); free(b.docs);
+    free(b.seq); free(b.docs_seq); free(b.inp); free(b.tgt); free(b.docs); free(b.pos);
     train_state_free(&st);
     file_blobs_free(&tok);
     model_free(&m);

@@ -23,10 +23,11 @@ def default_inv_freq(head_dim, theta):
     return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
 
 
-def forward(p, cfg, tokens, targets=None, inv_freq=None, attention_factor=1.0, docs=None):
+def forward(p, cfg, tokens, targets=None, inv_freq=None, attention_factor=1.0, docs=None, positions=None):
     """p: dict HF name -> tensor; cfg: dict with vocab, dim, layers, heads, kv_heads, head_dim,
     hidden, tied, eps, theta. tokens, targets: (B, T) long, -1 = ignored target.
     docs: (B, T) document ids or None; with them a token attends only within its document.
+    positions: (B, T) position ids (HF's position_ids) or None for 0..T-1.
     Returns (logits (B, T, V), loss or None, hidden states list: input of each layer, then the
     last layer's output, then the final norm's output)."""
     B, T = tokens.shape
@@ -34,10 +35,12 @@ def forward(p, cfg, tokens, targets=None, inv_freq=None, attention_factor=1.0, d
     eps = cfg["eps"]
     if inv_freq is None:
         inv_freq = default_inv_freq(HS, cfg["theta"])
-    pos = torch.arange(T, dtype=torch.float64)
-    ang = torch.outer(pos, inv_freq.to(torch.float64))
+    pos = torch.arange(T, dtype=torch.float64) if positions is None else positions.to(torch.float64)
+    ang = pos[..., None] * inv_freq.to(torch.float64)   # (T, HS/2) or (B, T, HS/2)
     emb = torch.cat((ang, ang), dim=-1)
     cos, sin = emb.cos() * attention_factor, emb.sin() * attention_factor
+    if positions is not None:   # (B, 1, T, HS): broadcast over the heads
+        cos, sin = cos[:, None], sin[:, None]
     causal = torch.ones(T, T, dtype=torch.bool).triu(1)
     if docs is not None:   # (B, 1, T, T): masked where the key is in the future or in another document
         causal = causal[None, None] | (docs[:, None, :, None] != docs[:, None, None, :])

@@ -29,11 +29,12 @@ import tensor_dump  # noqa: E402
 ATOL_REL, RTOL = 2e-5, 1e-4
 
 CONFIGS = [
-    # name,                  V,   C,  L, NH, NKV, H,  tied, B, T
-    ("GQA NH=4 NKV=2 tied",   97, 48, 2, 4, 2, 80, 1, 2, 67),
-    ("GQA NH=4 NKV=2 untied", 97, 48, 2, 4, 2, 80, 0, 2, 67),
-    ("MHA NH=3 untied",       61, 36, 3, 3, 3, 52, 0, 2, 67),
-    ("MQA NH=6 NKV=1 tied",   50, 60, 1, 6, 1, 70, 1, 2, 67),
+    # name,                  V,   C,  L, NH, NKV, H,  tied, B, T, skip-wise positions up to (0: 0..T-1)
+    ("GQA NH=4 NKV=2 tied",   97, 48, 2, 4, 2, 80, 1, 2, 67, 0),
+    ("GQA NH=4 NKV=2 untied", 97, 48, 2, 4, 2, 80, 0, 2, 67, 0),
+    ("MHA NH=3 untied",       61, 36, 3, 3, 3, 52, 0, 2, 67, 0),
+    ("MQA NH=6 NKV=1 tied",   50, 60, 1, 6, 1, 70, 1, 2, 67, 0),
+    ("GQA tied, PoSE positions to 3000", 97, 48, 2, 4, 2, 80, 1, 2, 67, 3000),
 ]
 
 results = {"passed": 0, "failed": 0}
@@ -69,7 +70,8 @@ def reference(d):
     p = {k: torch.tensor(d[k], dtype=torch.float64, requires_grad=True) for k in names}
     tokens = torch.tensor(d["tokens"], dtype=torch.long)
     targets = torch.tensor(d["targets"], dtype=torch.long)
-    logits, loss, hidden = llama_ref.forward(p, cfg, tokens, targets)
+    positions = torch.tensor(d["positions"], dtype=torch.long) if "positions" in d else None
+    logits, loss, hidden = llama_ref.forward(p, cfg, tokens, targets, positions=positions)
     loss.backward()
     B, T = tokens.shape
     ref = {"logits": logits.detach().reshape(B * T, V).numpy(), "loss": np.array([loss.item()])}
@@ -99,16 +101,17 @@ def main():
     seed = int(os.environ.get("ROPEX_TEST_SEED", "7"))
     print(f"seed {seed} (replay with ROPEX_TEST_SEED={seed})")
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, V, C, L, NH, NKV, H, tied, B, T) in enumerate(CONFIGS):
+        for i, (name, V, C, L, NH, NKV, H, tied, B, T, pos_len) in enumerate(CONFIGS):
             path = os.path.join(tmp, f"dump{i}.bin")
-            args = [exe, path] + [str(x) for x in (V, C, L, NH, NKV, H, tied, B, T, seed + i)]
+            args = [exe, path] + [str(x) for x in (V, C, L, NH, NKV, H, tied, B, T, seed + i, pos_len)]
             r = subprocess.run(args, capture_output=True, text=True)
             if r.returncode != 0:
                 report(False, f"parity {name}", f"parity_dump failed: {r.stderr.strip()}")
                 continue
             d = tensor_dump.read(path)
             ref = reference(d)
-            print(f"-- {name}: V={V} C={C} L={L} NH={NH} NKV={NKV} H={H} B={B} T={T}")
+            print(f"-- {name}: V={V} C={C} L={L} NH={NH} NKV={NKV} H={H} B={B} T={T}"
+                  + (f", positions {d['positions'][:, [0, -1]].tolist()} (first, last of each row)" if pos_len else ""))
             report(check(d, ref), f"parity with PyTorch: logits, loss, hidden states, all gradients ({name})")
             if i == 0:
                 # The comparison must catch a broken gradient: scale one element of one gradient.

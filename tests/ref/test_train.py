@@ -8,7 +8,8 @@
 3. SIGINT finishes the step, saves, exits 130 and says how to resume; a resume with a changed
    seed is refused naming the key; --fresh starts over.
 4. Sequence-length warmup: rows of the run's sequences, or (data.short_mix) a stream of its own,
-   resumed exactly on both sides of the switch.
+   resumed exactly on both sides of the switch; its rows with skip-wise positions (data.pose_len),
+   resumed exactly.
 5. Config errors, table-driven, each with its exact message.
 
 usage: test_train.py BUILD_DIR
@@ -518,6 +519,39 @@ def test_short_mix(data):
            "; ".join(bad))
 
 
+def test_pose(data):
+    """data.pose_len (skip-wise positions, PoSE): the warmup's 64-token rows take positions that
+    reach 256. Step 1 starts from the same weights and tokens as the run without it, so a loss
+    that differs there shows the positions reach the model; the 256-token steps after the warmup
+    keep 0..255. The positions are drawn from (seed, step, row), so a run resumed inside the
+    warmup ends bit-identical to the straight run. With data.seq_len 64 and pose_len 256 every
+    step's rows take them."""
+    one = CONFIG.format(data=data, out="{out}").replace("mix = books:0.5 code:0.3 passkey:0.2", "mix = books:1.0") \
+        .replace("steps = 40", "steps = 5").replace("grad_accum = 2", "grad_accum = 1").replace("micro_batch = 2", "micro_batch = 1") \
+        .replace("save_every = 10", "save_every = 2\nkeep_last = 10")
+    warm = one.replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 64\nshort_steps = 3\nshort_mix = code:0.6 passkey:0.4")
+    runs = train_runs("pose", (("plain", warm), ("pose", warm.replace("seq_len = 256", "seq_len = 256\npose_len = 256")),
+                               ("every", one.replace("seq_len = 256", "seq_len = 64\npose_len = 256"))))
+    if runs is None:
+        return
+    (op, _, _), (oq, say, pq), (_, say_every, _) = runs["plain"], runs["pose"], runs["every"]
+    lp, lq = losses(op), losses(oq)
+    report(lp[1] != lq[1] and "the warmup's rows of 64 tokens take positions reaching 256, each document cut" in say
+           and "every step's rows of 64 tokens take positions reaching 256" in say_every,
+           "data.pose_len: the warmup's rows train with skip-wise positions (step 1 differs from the same run without)",
+           f"step 1 {lq[1]:.6f} (without: {lp[1]:.6f})")
+    fq = os.path.join(oq, "final.h5")
+    straight = weights(fq)
+    with open(os.path.join(oq, "latest"), "w") as f:
+        f.write("step-00000002.h5\n")
+    os.remove(fq)
+    r = ropex("train", pq)
+    again = weights(fq) if os.path.exists(fq) else {}
+    same = r.returncode == 0 and again.keys() == straight.keys() and all(np.array_equal(again[k], straight[k]) for k in again)
+    report(same and losses(oq) == lq, "data.pose_len: resumed inside the warmup (step 2), bit-identical to the straight run",
+           r.stderr.strip()[-200:])
+
+
 def test_config_errors(data):
     base = CONFIG.format(data=data, out=os.path.join(TMP, "errs"))
     cases = [
@@ -539,6 +573,8 @@ def test_config_errors(data):
          ": data.short_mix is set but data.short_steps is 0 (the steps that read it)"),
         ("short mix unknown domain", base.replace("seq_len = 256", "seq_len = 256\nshort_seq_len = 64\nshort_steps = 2\nshort_mix = novels:1"),
          "data.short_mix names domain 'novels', which"),
+        ("pose_len shorter than the sequences", base.replace("seq_len = 256", "seq_len = 256\npose_len = 100"),
+         ": data.pose_len = 100 must be 0 (off) or at least data.seq_len = 256"),
         ("whole_docs unknown domain", base.replace("seq_len = 256", "seq_len = 256\nwhole_docs = code novels"),
          "data.whole_docs names domain 'novels', which"),
         ("vocab too small", base.replace("vocab_size = 640", "vocab_size = 100"), "tokenizer.json has 610 tokens but the model's vocab_size is 100: set model.vocab_size >= 610"),
@@ -576,6 +612,7 @@ def main():
         test_signals(data)
         test_short_sequences(data)
         test_short_mix(data)
+        test_pose(data)
         test_config_errors(data)
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
