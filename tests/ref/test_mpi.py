@@ -1,9 +1,10 @@
 """Data parallelism over MPI (issue 9), on a tiny model and tiny shards, 2 ranks of 1 thread.
 
 1. `mpirun -np 2` over 20 steps against one process with the same global batch (grad_accum 2):
-   the step-1 loss is bit-identical (same sequences, same forward); later losses and the final
-   weights agree within 1e-5 (the one process accumulates the second micro-batch's gradient into
-   the first inside sgemm, the two ranks add two finished gradients: a different rounding order).
+   the step-1 loss is bit-identical (same sequences, same forward; with data.pose_len too, the
+   same skip-wise positions); later losses and the final weights agree within 1e-5 (the one
+   process accumulates the second micro-batch's gradient into the first inside sgemm, the two
+   ranks add two finished gradients: a different rounding order).
 2. The checkpoint records the world size; grad_accum not divisible by the ranks is refused.
 3. A rank killed with SIGKILL ends the job within seconds with the rank named; the same command
    resumes from the last checkpoint and ends bit-identical to an uninterrupted 2-rank run.
@@ -132,6 +133,17 @@ def main():
                "each 2-rank step reports its all-reduce time and its wait for the other rank apart",
                f"median all-reduce {sorted(j['allreduce_s'] for j in steps)[10] * 1e3:.2f} ms, "
                f"rank wait {sorted(j['rank_wait_s'] for j in steps)[10] * 1e3:.2f} ms" if ok and steps else "missing")
+        # skip-wise positions (data.pose_len) are drawn per global micro-batch row: the ranks draw
+        # what one process draws, so step 1 stays bit-identical (and differs from step 1 without them)
+        pose = ("--set", "data.pose_len=1024", "--set", "train.steps=1")
+        r1 = train(one, c1, 1, "--fresh", *pose, "--set", "train.out_dir=" + os.path.join(TMP, "pose1"))
+        r2 = train(par, c2, 2, "--fresh", *pose, "--set", "train.out_dir=" + os.path.join(TMP, "pose2"))
+        if r1.returncode or r2.returncode:
+            report(False, "data.pose_len: 2 ranks vs 1 process", (r1.stderr + r2.stderr).strip()[-400:])
+        else:
+            p1, p2 = losses(os.path.join(TMP, "pose1")), losses(os.path.join(TMP, "pose2"))
+            report(p1[1] == p2[1] and p1[1] != l1[1], "data.pose_len: the 2-rank step-1 loss is bit-identical to one process's",
+                   f"{p1[1]!r} vs {p2[1]!r} (without PoSE {l1[1]!r})")
         r = subprocess.run([*MPIRUN, "-np", "2", par, "train", c2, "--fresh", "--set", "train.steps=1", "--set",
                             "train.out_dir=" + os.path.join(TMP, "ws")], capture_output=True, text=True, env=ENV)
         with h5py.File(os.path.join(TMP, "ws", "final.h5"), "r") as f:
