@@ -437,12 +437,11 @@ int cmd_train(int argc, char **argv) {
             printf("%s%s %.3f", d ? ", " : "", stream_domain_name(short_stream, d), stream_domain_weight(short_stream, d));
         printf(")\n");
     }
-    if (rc.pose_len > 0) {
-        const int64_t shortest = rc.short_steps > 0 ? rc.short_seq_len : T;
-        if (shortest < rc.pose_len)
-            printf("skip-wise positions (PoSE, data.pose_len): %s rows of %lld tokens take positions reaching %lld, "
-                   "each %s cut and its rest moved on by a random skip\n",
-                   rc.pose_len > T ? "every step's" : "the warmup's", (long long)shortest, (long long)rc.pose_len,
+    if (rc.pose_len > 0) {   /* the rows shorter than pose_len: every row, the warmup's, or none */
+        const char *which = rc.pose_len > T ? "every row" : rc.short_steps > 0 ? "the warmup's rows" : NULL;
+        if (which)
+            printf("skip-wise positions (PoSE, data.pose_len): %s (shorter than %lld tokens) take positions reaching it, "
+                   "each %s cut and its rest moved on by a random skip\n", which, (long long)rc.pose_len,
                    rc.doc_mask ? "document" : "row");
         else
             printf("skip-wise positions (PoSE, data.pose_len = %lld): no row is shorter, so none\n", (long long)rc.pose_len);

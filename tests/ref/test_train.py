@@ -536,8 +536,8 @@ def test_pose(data):
         return
     (op, _, _), (oq, say, pq), (_, say_every, _) = runs["plain"], runs["pose"], runs["every"]
     lp, lq = losses(op), losses(oq)
-    report(lp[1] != lq[1] and "the warmup's rows of 64 tokens take positions reaching 256, each document cut" in say
-           and "every step's rows of 64 tokens take positions reaching 256" in say_every,
+    report(lp[1] != lq[1] and "the warmup's rows (shorter than 256 tokens) take positions reaching it, each document cut" in say
+           and "every row (shorter than 256 tokens) take positions reaching it" in say_every,
            "data.pose_len: the warmup's rows train with skip-wise positions (step 1 differs from the same run without)",
            f"step 1 {lq[1]:.6f} (without: {lp[1]:.6f})")
     fq = os.path.join(oq, "final.h5")
