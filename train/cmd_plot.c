@@ -14,7 +14,8 @@ static const char HELP[] =
     "usage: ropex plot RUN_DIR|RESULTS.json [RESULTS.json ...] [--out DIR]\n"
     "\n"
     "Draws PNG charts with gnuplot (Debian's gnuplot-nox; `make deps` installs it):\n"
-    "  loss.png      training loss and held-out loss against step (from RUN_DIR/metrics.jsonl)\n"
+    "  loss.png      training loss (and its mean over the last 1/50 of the steps) and held-out loss\n"
+    "                against step, from RUN_DIR/metrics.jsonl; loss.tsv: the values drawn\n"
     "  ppl.png       perplexity against window length, one line per `ropex eval --json` file\n"
     "  passkey.png   passkey accuracy per (length, depth), one panel per results file with a grid\n"
     "  results.md    the results files as one Markdown table (also printed): perplexity per window,\n"
@@ -33,15 +34,29 @@ static void finish(FILE *g, const char *what) {
     if (rc != 0) die("plot: gnuplot failed drawing %s (exit %d; is gnuplot-nox installed? make deps)", what, rc);
 }
 
+typedef struct { double *step, *val; int n, cap; } Series;
+
+static void series_add(Series *s, double step, double val) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 256;
+        s->step = realloc(s->step, sizeof(double) * (size_t)s->cap);
+        s->val = realloc(s->val, sizeof(double) * (size_t)s->cap);
+        if (!s->step || !s->val) die("plot: out of memory");
+    }
+    s->step[s->n] = step;
+    s->val[s->n++] = val;
+}
+
+/* The training loss swings from step to step with the documents a step draws (in the demo's long
+ * phase, between ~0.16 on a passkey document and ~2.5 on prose), so loss.png also draws the mean
+ * of the last w steps, w = about 1/50 of the run (1: no mean line). loss.tsv holds what is drawn. */
 static void plot_loss(const char *run, const char *out) {
     char path[1200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run);
     char *text = data_read_file(path, NULL);
     if (!text) die("plot: %s: cannot read", path);
-    FILE *g = gnuplot();
-    fprintf(g, "set terminal pngcairo size 900,540\nset output '%s/loss.png'\nset xlabel 'step'\nset ylabel 'loss'\n"
-               "set grid\nset title 'ropex training loss'\nset key top right\n$train << EOD\n", out);
-    int n = 0, ne = 0, lineno = 0;
+    Series tr = {0}, ev = {0};
+    int lineno = 0;
     for (char *line = text, *next; *line; line = next) {
         next = line + strcspn(line, "\n");
         if (*next) *next++ = 0;
@@ -49,26 +64,52 @@ static void plot_loss(const char *run, const char *out) {
         if (!*line) continue;
         cJSON *j = cJSON_Parse(line);
         if (!j) die("plot: %s:%d: not a JSON object", path, lineno);
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "loss");
-        if (cJSON_IsNumber(s) && cJSON_IsNumber(l) && l->valuedouble >= 0) { fprintf(g, "%g %g\n", s->valuedouble, l->valuedouble); n++; }
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "loss"),
+                    *e = cJSON_GetObjectItemCaseSensitive(j, "eval_loss");
+        /* -1 marks a non-finite value (a skipped update) */
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(l) && l->valuedouble >= 0) series_add(&tr, s->valuedouble, l->valuedouble);
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(e) && e->valuedouble >= 0) series_add(&ev, s->valuedouble, e->valuedouble);
         cJSON_Delete(j);
     }
+    free(text);
+    if (!tr.n) die("plot: %s has no training steps", path);
+    const int w = tr.n / 50 > 1 ? tr.n / 50 : 1;
+    double *mean = malloc(sizeof(double) * (size_t)tr.n), sum = 0;
+    for (int i = 0; i < tr.n; i++) {   /* the mean of the last min(w, i + 1) steps */
+        sum += tr.val[i] - (i >= w ? tr.val[i - w] : 0);
+        mean[i] = sum / (double)(i + 1 < w ? i + 1 : w);
+    }
+    snprintf(path, sizeof path, "%s/loss.tsv", out);
+    FILE *t = fopen(path, "w");
+    if (!t) die("plot: %s: cannot write", path);
+    fprintf(t, "step\tloss\tloss_mean_%d\teval_loss\n", w);
+    for (int i = 0, k = 0; i < tr.n || k < ev.n;) {   /* both series by step; an evaluation on its step's line */
+        const int take_tr = i < tr.n && (k >= ev.n || tr.step[i] <= ev.step[k]);
+        const double step = take_tr ? tr.step[i] : ev.step[k];
+        fprintf(t, "%.17g\t", step);
+        if (take_tr) fprintf(t, "%.9g\t%.9g\t", tr.val[i], mean[i]); else fputs("\t\t", t);
+        if (k < ev.n && ev.step[k] == step) fprintf(t, "%.9g", ev.val[k++]);
+        fputc('\n', t);
+        i += take_tr;
+    }
+    if (fclose(t) != 0) die("plot: %s: cannot write", path);
+    FILE *g = gnuplot();
+    fprintf(g, "set terminal pngcairo size 900,540\nset output '%s/loss.png'\nset xlabel 'step'\nset ylabel 'loss'\n"
+               "set grid\nset title 'ropex training loss'\nset key top right\n$train << EOD\n", out);
+    for (int i = 0; i < tr.n; i++) fprintf(g, "%.17g %.9g %.9g\n", tr.step[i], tr.val[i], mean[i]);
     fprintf(g, "EOD\n$eval << EOD\n");
-    free(text);
-    text = data_read_file(path, NULL);
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "eval_loss");
-        if (cJSON_IsNumber(s) && cJSON_IsNumber(l) && l->valuedouble >= 0) { fprintf(g, "%g %g\n", s->valuedouble, l->valuedouble); ne++; }
-        cJSON_Delete(j);
-    }
-    free(text);
+    for (int i = 0; i < ev.n; i++) fprintf(g, "%.17g %.9g\n", ev.step[i], ev.val[i]);
     fprintf(g, "EOD\n");
-    if (!n) die("plot: %s has no training steps", path);
-    fprintf(g, "plot $train with lines lw 1.5 title 'training loss'%s\n",
-            ne ? ", $eval with linespoints lw 2 pt 7 title 'held-out loss'" : "");
+    if (w > 1)
+        fprintf(g, "plot $train using 1:2 with lines lw 1 lc rgb '#c8b4e6' title 'training loss', "
+                   "$train using 1:3 with lines lw 2.5 lc rgb '#6a1b9a' title 'training loss, mean of the last %d steps'", w);
+    else
+        fprintf(g, "plot $train using 1:2 with lines lw 1.5 lc rgb '#6a1b9a' title 'training loss'");
+    fprintf(g, "%s\n", ev.n ? ", $eval with linespoints lw 2 pt 7 lc rgb '#009e73' title 'held-out loss'" : "");
     finish(g, "loss.png");
-    printf("%s/loss.png: %d steps, %d evaluations\n", out, n, ne);
+    printf("%s/loss.png: %d steps (mean line over %d), %d evaluations; the values in %s/loss.tsv\n", out, tr.n, w, ev.n, out);
+    free(mean);
+    free(tr.step); free(tr.val); free(ev.step); free(ev.val);
 }
 
 static void plot_results(char **files, int n, const char *out) {

@@ -114,6 +114,31 @@ def main():
         ok = r4.returncode == 0 and all(os.path.exists(x) and open(x, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and
                                         os.path.getsize(x) > 5000 for x in pngs)
         report(ok, "ropex plot: loss.png, ppl.png, passkey.png drawn by gnuplot", (r4.stdout + r4.stderr).strip()[-200:])
+        # loss.tsv: the values loss.png draws; the mean line is the trailing mean of the last n // 50 steps
+        rng = np.random.default_rng(3)
+        run2, steps = os.path.join(tmp, "run2"), 300
+        losses = rng.uniform(0.1, 3.0, steps)
+        losses[40] = -1   # a skipped update: not drawn
+        os.makedirs(run2)
+        with open(os.path.join(run2, "metrics.jsonl"), "w") as f:
+            for s in range(1, steps + 1):
+                f.write(json.dumps({"step": s, "loss": float(losses[s - 1]), "lr": 1e-3}) + "\n")
+                if s % 100 == 0:
+                    f.write(json.dumps({"step": s, "eval_loss": s / 1000}) + "\n")
+        r7 = subprocess.run([ropex, "plot", run2], capture_output=True, text=True)
+        rows = [l.split("\t") for l in open(os.path.join(run2, "loss.tsv")).read().splitlines()] if r7.returncode == 0 else [[]]
+        kept = [(s, v) for s, v in zip(range(1, steps + 1), losses) if v >= 0]
+        w = len(kept) // 50
+        vals = np.array([v for _, v in kept])
+        want = [vals[max(0, i - w + 1):i + 1].mean() for i in range(len(vals))]
+        ok = rows[0] == ["step", "loss", f"loss_mean_{w}", "eval_loss"] and len(rows) == 1 + len(kept) and \
+            [int(r[0]) for r in rows[1:]] == [s for s, _ in kept] and \
+            np.allclose([float(r[1]) for r in rows[1:]], vals, rtol=1e-8) and \
+            np.allclose([float(r[2]) for r in rows[1:]], want, rtol=1e-8) and \
+            [(int(r[0]), float(r[3])) for r in rows[1:] if r[3]] == [(100, 0.1), (200, 0.2), (300, 0.3)] and \
+            f"mean line over {w}" in r7.stdout and os.path.getsize(os.path.join(run2, "loss.png")) > 5000
+        report(ok, f"ropex plot: loss.tsv holds the drawn values, the mean line the trailing mean of {w} steps",
+               (r7.stdout + r7.stderr).strip()[-200:] + (" " + str(rows[:3]) if not ok else ""))
         # key_distance: tokens from the key to the question's end, about (1 - depth) x length
         r6 = subprocess.run([ropex, "eval", ck, "--data", data, "--lengths", "512,1024", "--passkey", "--trials", "1",
                              "--depths", "0,0.5,1", "--json", os.path.join(tmp, "ev3.json")], capture_output=True, text=True)
