@@ -248,6 +248,7 @@ int cmd_eval(int argc, char **argv) {
                 die("%s", err);
             printf("%8lld %10.3f %6lld %8lld %10lld%s\n", (long long)r.window, r.ppl, (long long)r.docs,
                    (long long)r.windows, (long long)r.tokens, r.docs ? "" : "  (no held-out document this long)");
+            fflush(stdout);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "window", (double)r.window);
             cJSON_AddNumberToObject(o, "stride", (double)r.stride);
@@ -270,6 +271,7 @@ int cmd_eval(int argc, char **argv) {
         int all_ok_so_far = 1;
         for (int64_t i = 0; i < n_len; i++) {
             printf("%8lld", (long long)lengths[i]);
+            fflush(stdout);
             int row_ok = 1;
             for (int64_t j = 0; j < n_dep; j++) {
                 int hits = 0;
@@ -289,6 +291,7 @@ int cmd_eval(int argc, char **argv) {
                 double acc = (double)hits / (double)trials;
                 row_ok &= acc >= 0.2;
                 printf("  %10.2f", acc);
+                fflush(stdout);   /* each cell as it is done: a row of 8192-token trials takes minutes */
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddNumberToObject(o, "length", lengths[i]);
                 cJSON_AddNumberToObject(o, "depth", depths[j]);
