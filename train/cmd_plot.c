@@ -270,8 +270,9 @@ static void results_table(char **files, int n, const char *out) {
             if (cJSON_IsNumber(jget(j, "k_max"))) fprintf(o, " %.0f |\n", cJSON_GetNumberValue(jget(j, "k_max")));
             else fprintf(o, " – |\n");
         }
+        /* the file is complete before the table goes to stdout (`ropex plot ... | head` ends it there) */
+        if (!pass && fclose(f) != 0) die("plot: %s: cannot write", path);
     }
-    fclose(f);
     printf("%s\n", path);
     for (int i = 0; i < n; i++) cJSON_Delete(js[i]);
     free(js);
