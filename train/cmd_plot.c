@@ -74,10 +74,13 @@ static void plot_loss(const char *run, const char *out) {
     free(text);
     if (!tr.n) die("plot: %s has no training steps", path);
     const int w = tr.n / 50 > 1 ? tr.n / 50 : 1;
-    double *mean = malloc(sizeof(double) * (size_t)tr.n), sum = 0;
+    double *mean = malloc(sizeof(double) * (size_t)tr.n);
+    if (!mean) die("plot: out of memory");
     for (int i = 0; i < tr.n; i++) {   /* the mean of the last min(w, i + 1) steps */
-        sum += tr.val[i] - (i >= w ? tr.val[i - w] : 0);
-        mean[i] = sum / (double)(i + 1 < w ? i + 1 : w);
+        const int from = i + 1 > w ? i + 1 - w : 0;
+        double sum = 0;
+        for (int k = from; k <= i; k++) sum += tr.val[k];
+        mean[i] = sum / (double)(i + 1 - from);
     }
     snprintf(path, sizeof path, "%s/loss.tsv", out);
     FILE *t = fopen(path, "w");
