@@ -49,6 +49,10 @@ if [ "$n_tmp" -eq 0 ] && [ "$n_after" -eq "$n_before" ]; then echo "PASS eval --
 else echo "FAIL eval --passkey leaves no temporary file: $n_tmp in TMPDIR, /tmp $n_before -> $n_after"; fi
 mkdir "$tmpd/run"; printf '{"step": 1, "loss": 3.5}\n{"step": 2, "lo\n' >"$tmpd/run/metrics.jsonl"
 check "plot: a bad metrics.jsonl line is named by its number" 2 "metrics.jsonl:2: not a JSON object" "$ropex" plot "$tmpd/run"
+echo '{"label": "x", "step": 3}' >"$tmpd/notresults.json"
+check "plot: a JSON file without eval results is refused by name" 2 \
+  "notresults.json: not a \`ropex eval --json\` file (no \"perplexity\" or \"passkey\" results)" \
+  "$ropex" plot "$tmpd/notresults.json" --out "$tmpd/plots"
 rm -rf "$tmpd"
 # The README's commands install what is missing before anything compiles: on a machine without
 # the libraries (a pkg-config that finds none), `make demo`, `make demo-yarn` and `make test` must

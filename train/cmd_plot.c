@@ -115,6 +115,18 @@ static void plot_loss(const char *run, const char *out) {
     free(tr.step); free(tr.val); free(ev.step); free(ev.val);
 }
 
+/* A `ropex eval --json` file: an object with a "perplexity" or a "passkey" array. */
+static cJSON *load_results(const char *path) {
+    char *text = data_read_file(path, NULL);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!j) die("plot: %s: not a `ropex eval --json` file (not JSON)", path);
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "perplexity")) &&
+        !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "passkey")))
+        die("plot: %s: not a `ropex eval --json` file (no \"perplexity\" or \"passkey\" results)", path);
+    return j;
+}
+
 static void plot_results(char **files, int n, const char *out) {
     FILE *g = gnuplot();
     fprintf(g, "set terminal pngcairo size 900,540\nset output '%s/ppl.png'\nset xlabel 'window length (tokens)'\n"
@@ -124,10 +136,7 @@ static void plot_results(char **files, int n, const char *out) {
     int lines = 0;
     char (*labels)[300] = calloc((size_t)n, 300);
     for (int i = 0; i < n; i++) {
-        char *text = data_read_file(files[i], NULL);
-        cJSON *j = text ? cJSON_Parse(text) : NULL;
-        free(text);
-        if (!j) die("plot: %s: not a `ropex eval --json` file", files[i]);
+        cJSON *j = load_results(files[i]);
         const cJSON *pp = cJSON_GetObjectItemCaseSensitive(j, "perplexity"), *it;
         char *label = labels[i];
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "label"));
@@ -220,10 +229,7 @@ static void results_table(char **files, int n, const char *out) {
     int nw = 0;
     cJSON **js = calloc((size_t)n, sizeof *js);
     for (int i = 0; i < n; i++) {
-        char *text = data_read_file(files[i], NULL);
-        js[i] = text ? cJSON_Parse(text) : NULL;
-        free(text);
-        if (!js[i]) die("plot: %s: not a `ropex eval --json` file", files[i]);
+        js[i] = load_results(files[i]);
         const cJSON *it;
         cJSON_ArrayForEach(it, jget(js[i], "perplexity")) {
             double w = cJSON_GetNumberValue(jget(it, "window"));
