@@ -364,6 +364,10 @@ static void layer_forward(Model *m, int64_t l, int again) {
     linear_forward(s.v, s.ln1, w->wv, N, C, KD, 0);
     rope_forward(s.q, s.q, &m->rope, m->pos, N, NH, HS);
     rope_forward(s.k, s.k, &m->rope, m->pos, N, NKV, HS);
+    if (m->cache && !again) {   /* model_prefill: B = 1, rows are positions 0..T-1 */
+        memcpy(m->cache->k + l * m->cache->cap * KD, s.k, sizeof(float) * (size_t)(N * KD));
+        memcpy(m->cache->v + l * m->cache->cap * KD, s.v, sizeof(float) * (size_t)(N * KD));
+    }
     /* the last layer of an evaluation forward skips the rows nobody reads (Model.rows_from) */
     const int64_t skip = !again && l == c->n_layers - 1 && m->rows_from > 0 ? m->rows_from : 0;
     const AttnMask mk = {m->docs, 0, 0, skip};
@@ -464,6 +468,116 @@ RxStatus model_forward_backward(Model *m, const int32_t *tokens, const int32_t *
 void model_logits(Model *m, int64_t row0, int64_t n, float *out) {
     ASSERT(row0 >= 0 && n >= 0 && row0 + n <= m->B * m->T);
     linear_forward(out, m->acts.lnf + row0 * m->cfg.dim, m->w.lm_head, n, m->cfg.dim, m->cfg.vocab, 0);
+}
+
+/* ---- incremental decoding ---- */
+
+RxStatus model_cache_init(const Model *m, KVCache *kc, int64_t first, int64_t cap, RxError *err) {
+    const ModelConfig *c = &m->cfg;
+    memset(kc, 0, sizeof *kc);
+    if (first < 1 || cap < first)
+        return rx_fail(err, RX_ERR_CONFIG, "KV cache: lengths %lld..%lld: expected 1 <= first <= cap",
+                       (long long)first, (long long)cap);
+    /* the frequencies the full forward would use at each length must all be the cache's */
+    char msg[400];
+    RopeTable a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    if (rope_frequencies(&a, &c->rope, c->head_dim, first, msg, sizeof msg) != 0)
+        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
+    for (int64_t len = first + 1; len <= cap; len++) {
+        if (rope_frequencies(&b, &c->rope, c->head_dim, len, msg, sizeof msg) != 0)
+            return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
+        if (memcmp(a.inv_freq, b.inv_freq, sizeof(double) * (size_t)a.half) ||
+            a.attention_factor != b.attention_factor || a.keep_positions != b.keep_positions)
+            return rx_fail(err, RX_ERR_CONFIG, "KV cache: rope %s gives other frequencies at %lld "
+                           "tokens than at %lld: keys cached at one length would be wrong at the "
+                           "other", rope_method_name(c->rope.method), (long long)len, (long long)first);
+    }
+    const int64_t L = c->n_layers, C = c->dim, QD = c->n_heads * c->head_dim;
+    const int64_t KD = c->n_kv_heads * c->head_dim, H = c->hidden_dim;
+    const size_t kv = (size_t)(L * cap * KD);
+    kc->cap = cap;
+    kc->k = alloc_floats(kv);
+    kc->v = alloc_floats(kv);
+    kc->x = alloc_floats((size_t)(4 * C));
+    kc->q = alloc_floats((size_t)(2 * QD));
+    kc->gate = alloc_floats((size_t)(2 * H));
+    kc->scores = alloc_floats((size_t)(c->n_heads * cap));
+    if (!kc->k || !kc->v || !kc->x || !kc->q || !kc->gate || !kc->scores) {
+        model_cache_free(kc);
+        return rx_fail(err, RX_ERR_NOMEM, "out of memory for a KV cache of %lld positions (%.1f MiB)",
+                       (long long)cap, 2.0 * (double)kv * 4.0 / 1048576.0);
+    }
+    kc->ln = kc->x + C; kc->mid = kc->x + 2 * C; kc->proj = kc->x + 3 * C;
+    kc->att = kc->q + QD;
+    kc->up = kc->gate + H;
+    if (rope_table_build(&kc->rope, &c->rope, c->head_dim, cap, msg, sizeof msg) != 0) {
+        model_cache_free(kc);
+        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
+    }
+    return RX_OK;
+}
+
+void model_cache_free(KVCache *kc) {
+    free(kc->k); free(kc->v); free(kc->x); free(kc->q); free(kc->gate); free(kc->scores);
+    rope_table_free(&kc->rope);
+    memset(kc, 0, sizeof *kc);
+}
+
+RxStatus model_prefill(Model *m, KVCache *kc, const int32_t *tokens, int64_t n, float *logits, RxError *err) {
+    if (kc->len != 0 || n < 1 || n > kc->cap)
+        return rx_fail(err, RX_ERR_CONFIG, "KV cache: a prompt of %lld tokens into a cache holding "
+                       "%lld of %lld", (long long)n, (long long)kc->len, (long long)kc->cap);
+    if (m->positions) return rx_fail(err, RX_ERR_CONFIG, "KV cache: positions must be 0..n-1");
+    const int64_t rows_from = m->rows_from;
+    m->cache = kc;
+    m->rows_from = n - 1;   /* only the last row's logits are read */
+    RxStatus st = model_forward(m, tokens, NULL, 1, n, NULL, err);
+    m->cache = NULL;
+    m->rows_from = rows_from;
+    if (st != RX_OK) return st;
+    kc->len = n;
+    model_logits(m, n - 1, 1, logits);
+    return RX_OK;
+}
+
+RxStatus model_decode(Model *m, KVCache *kc, int32_t token, float *logits, RxError *err) {
+    const ModelConfig *c = &m->cfg;
+    const int64_t C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
+    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim, p = kc->len;
+    if (token < 0 || token >= c->vocab)
+        return rx_fail(err, RX_ERR_FORMAT, "token %d is outside the vocabulary (0..%lld)", token,
+                       (long long)c->vocab - 1);
+    if (p >= kc->cap)
+        return rx_fail(err, RX_ERR_CONFIG, "KV cache full: it holds %lld positions", (long long)kc->cap);
+    const int32_t pos = (int32_t)p;
+    float rstd;
+    embed_forward(kc->x, &token, m->w.embed, 1, C);
+    for (int64_t l = 0; l < c->n_layers; l++) {   /* layer_forward's ops, for one row */
+        const LayerWeights *w = &m->w.layer[l];
+        float *k = kc->k + (l * kc->cap + p) * KD, *v = kc->v + (l * kc->cap + p) * KD;
+        rmsnorm_forward(kc->ln, &rstd, kc->x, w->ln1, 1, C, c->norm_eps);
+        linear_forward(kc->q, kc->ln, w->wq, 1, C, QD, 0);
+        linear_forward(k, kc->ln, w->wk, 1, C, KD, 0);
+        linear_forward(v, kc->ln, w->wv, 1, C, KD, 0);
+        rope_forward(kc->q, kc->q, &kc->rope, &pos, 1, NH, HS);
+        rope_forward(k, k, &kc->rope, &pos, 1, NKV, HS);
+        attention_decode(kc->att, kc->scores, kc->q, kc->k + l * kc->cap * KD, kc->v + l * kc->cap * KD,
+                         p + 1, NH, NKV, HS);
+        linear_forward(kc->proj, kc->att, w->wo, 1, QD, C, 0);
+        residual_forward(kc->mid, kc->x, kc->proj, (size_t)C);
+        rmsnorm_forward(kc->ln, &rstd, kc->mid, w->ln2, 1, C, c->norm_eps);
+        linear_forward(kc->gate, kc->ln, w->wgate, 1, C, H, 0);
+        linear_forward(kc->up, kc->ln, w->wup, 1, C, H, 0);
+        swiglu_forward(kc->gate, kc->gate, kc->up, 1, H);
+        linear_forward(kc->proj, kc->gate, w->wdown, 1, H, C, 0);
+        residual_forward(kc->x, kc->mid, kc->proj, (size_t)C);
+    }
+    rmsnorm_forward(kc->ln, &rstd, kc->x, m->w.final_norm, 1, C, c->norm_eps);
+    linear_forward(logits, kc->ln, m->w.lm_head, 1, C, c->vocab, 0);
+    kc->len = p + 1;
+    return RX_OK;
 }
 
 /* ---- backward ---- */

@@ -159,6 +159,8 @@ typedef struct {
                             * activations of the later rows are then those of rows_from = 0 up to
                             * float32 rounding (shorter matmuls), the earlier rows' are not
                             * meaningful. 0: every row */
+    struct KVCache *cache; /* model_prefill only: the forward also stores every layer's keys and
+                            * values in it (B = 1); NULL otherwise */
     const int32_t *tokens; /* (B, T) of the last forward, borrowed */
     const int32_t *targets;/* (B, T) or NULL; -1 = not counted */
     int64_t n_counted;     /* targets counted in the last forward's loss */
@@ -202,6 +204,35 @@ RxStatus model_forward_backward(Model *m, const int32_t *tokens, const int32_t *
                                 int64_t B, int64_t T, float *loss, RxError *err);
 /* Logits (n, V) for rows [row0, row0+n) of the last forward (row = b*T + t). */
 void model_logits(Model *m, int64_t row0, int64_t n, float *out);
+
+/* ---- incremental decoding (greedy generation in evaluation; nothing trains through it) ----
+ * A KV cache keeps every layer's keys (after RoPE) and values of the tokens seen so far, so a new
+ * token costs one row through each matrix and one attention row over the cache instead of a
+ * forward over the whole sequence. Exact only when the RoPE frequencies are the same at every
+ * sequence length the decoding passes through (dynamic NTK changes them with the length, LongRoPE
+ * at its switch): model_cache_init checks that and refuses otherwise, and the caller runs full
+ * forwards. Logits then equal the full forward's last row up to float32 rounding. */
+typedef struct KVCache {
+    int64_t cap;       /* positions it can hold */
+    int64_t len;       /* positions filled (the next token's position) */
+    float *k, *v;      /* (L, cap, NKV*HS) keys after RoPE, values */
+    float *x, *ln, *mid, *proj;   /* (C) one row's residual, norm output, mid residual, projection */
+    float *q, *att;    /* (NH*HS) */
+    float *gate, *up;  /* (H) */
+    float *scores;     /* (NH, cap) one attention row per head */
+    RopeTable rope;    /* cos/sin for positions 0..cap-1 */
+} KVCache;
+
+/* A cache for sequences whose lengths run from first to cap (first >= 1: the prompt's length).
+ * RX_ERR_CONFIG, naming the method, when the RoPE frequencies differ between those lengths;
+ * RX_ERR_NOMEM with the size. */
+RxStatus model_cache_init(const Model *m, KVCache *kc, int64_t first, int64_t cap, RxError *err);
+void model_cache_free(KVCache *kc);
+/* Forward over the prompt (1, n) (model_forward with rows_from = n - 1), storing every layer's
+ * keys and values in the empty cache kc; logits (V) of the last row. */
+RxStatus model_prefill(Model *m, KVCache *kc, const int32_t *tokens, int64_t n, float *logits, RxError *err);
+/* Appends one token at position kc->len; logits (V) of the token after it. */
+RxStatus model_decode(Model *m, KVCache *kc, int32_t token, float *logits, RxError *err);
 
 /* Skip-wise positions (PoSE, Zhu et al. 2024) for Model.positions: rows (rows, T) of T tokens
  * that stand for sequences of len >= T tokens. Each document of a row (docs (rows, T), as

@@ -177,6 +177,25 @@ void attention_ref_backward(float *dq, float *dk, float *dv, const float *dout, 
                 }
 }
 
+void attention_decode(float *out, float *scores, const float *q, const float *k, const float *v,
+                      int64_t n, int64_t NH, int64_t NKV, int64_t HS) {
+    const int64_t G = NH / NKV, ks = NKV * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    /* one head per task; each head's two matrix-vector products over its kv head's rows */
+    #pragma omp parallel for schedule(static)
+    for (int64_t h = 0; h < NH; h++) {
+        const int64_t kh = h / G;
+        float *s = scores + h * n, m = -INFINITY, sum = 0;
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)HS, scale, k + kh * HS, (int)ks,
+                    q + h * HS, 1, 0.0f, s, 1);
+        for (int64_t j = 0; j < n; j++) if (s[j] > m) m = s[j];
+        for (int64_t j = 0; j < n; j++) { s[j] = expf(s[j] - m); sum += s[j]; }
+        for (int64_t j = 0; j < n; j++) s[j] /= sum;
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, (int)HS, 1.0f, v + kh * HS, (int)ks, s, 1,
+                    0.0f, out + h * HS, 1);
+    }
+}
+
 /* sigmoid of 8 gates: 1 / (1 + exp(-g)), exp by the AVX2 polynomial (scalar expf for the few
  * columns past the last multiple of 8: the split is per row, so independent of the thread count) */
 #if defined(__AVX2__) && defined(__FMA__)

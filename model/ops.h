@@ -74,6 +74,12 @@ void attention_ref_backward(float *dq, float *dk, float *dv, const float *dout, 
                             const float *k, const float *v, const float *out, const float *lse,
                             const AttnMask *mk, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
 
+/* One query row against n cached keys (inference only: no backward, nothing trains through a
+ * cache). out (NH, HS) = softmax(q.k_j / sqrt(HS)) v over keys j < n for each head, q (NH, HS),
+ * k, v (n, NKV, HS), scores (NH, n) scratch. Equals attention_ref_forward's row n-1 of a causal
+ * sequence whose keys and values are k, v. */
+void attention_decode(float *out, float *scores, const float *q, const float *k, const float *v,
+                      int64_t n, int64_t NH, int64_t NKV, int64_t HS);
 /* out (N, H) = silu(gate) * up */
 void swiglu_forward(float *out, const float *gate, const float *up, int64_t N, int64_t H);
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,

@@ -28,6 +28,7 @@ check "inspect takes the hf:DIR spelling of eval and [model] init" 0 "Hugging Fa
 fx=hf:models/tiny-2k
 tmpd=$(mktemp -d)
 echo '[72, 2.5]' >"$tmpd/frac.json"; echo '{"ids": [72]}' >"$tmpd/object.json"; echo '[72, 258]' >"$tmpd/big.json"; echo '[]' >"$tmpd/empty.json"
+python3 -c "print([72] * 2047)" >"$tmpd/long.json"
 echo '{"domains": [{"name": "prose", "heldout_shards": []}]}' >"$tmpd/manifest.json"
 check "eval: a length that is not an integer is named" 2 "'2048.5' in '1024,2048.5' is not an integer" "$ropex" eval $fx --lengths 1024,2048.5
 check "eval: a depth outside 0..1 is named" 2 "'1.5' in '0,1.5' is not in 0..1" "$ropex" eval $fx --depths 0,1.5
@@ -38,6 +39,9 @@ check "eval --tokens: a fractional id is refused" 2 "element 1 is not a token id
 check "eval --tokens: an id outside the vocabulary is refused" 2 "element 1 is not a token id" "$ropex" eval $fx --tokens "$tmpd/big.json"
 check "eval --tokens: a JSON object is refused" 2 "expected a JSON array of token ids" "$ropex" eval $fx --tokens "$tmpd/object.json"
 check "eval --tokens: an empty array is refused" 2 "no token ids" "$ropex" eval $fx --tokens "$tmpd/empty.json"
+check "eval --generate: dynamic NTK across its original length runs full forwards, and says why" 0 \
+  "rope dynamic gives other frequencies at 2049 tokens than at 2047" "$ropex" eval $fx --tokens "$tmpd/long.json" \
+  --generate 3 --set rope.rope_type=dynamic --set rope.factor=2 --set rope.original_max_position_embeddings=2048
 check "data tokenize --decode: a fractional id is refused" 2 "element 1 is not a token id of data/byte-tokenizer.json" \
   "$ropex" data tokenize --tokenizer data/byte-tokenizer.json --decode "$tmpd/frac.json"
 n_before=$(ls /tmp | grep -c '^ropex-eval-tokenizer-')

@@ -197,6 +197,75 @@ static void test_rows_from(void) {
               worst, worst_loss);
 }
 
+/* KV cache (model_prefill + model_decode) against full forwards: after a prompt of 37 tokens,
+ * each of 12 appended tokens gives the logits of the full forward's last row, under RoPE
+ * methods with and without an attention factor and with kept positions; dynamic NTK across its
+ * original length is refused by name (its frequencies change with the length), within it
+ * accepted; a full cache and a bad token are refused. */
+#define CACHE_TOL 1e-5   /* float32 rounding: matrix-vector products and a softmax in another order */
+static void test_cache(void) {
+    const char *ropes[][4] = {   /* key=value pairs for rope_config_set */
+        {"rope_type=default", NULL}, {"rope_type=linear", "factor=2", NULL},
+        {"rope_type=yarn", "factor=4", "original_max_position_embeddings=16", NULL},
+        {"rope_type=llama3", "factor=4", "original_max_position_embeddings=16", NULL},
+        {"rope_type=longrope", "original_max_position_embeddings=64", "keep_positions=8", NULL},
+        {"rope_type=dynamic", "factor=2", "original_max_position_embeddings=64", NULL}};
+    const int64_t n = 37, steps = 12, V = 89;
+    int32_t tok[64];
+    Rng r = {seed + 41};
+    for (int64_t i = 0; i < n + steps; i++) tok[i] = (int32_t)(rng_next(&r) % (uint64_t)V);
+    double worst = 0;
+    int ok = 1;
+    for (size_t ri = 0; ri < sizeof ropes / sizeof ropes[0]; ri++) {
+        ModelConfig cfg = small_config(ri % 2);
+        char msg[256];
+        for (int k = 0; k < 4 && ropes[ri][k]; k++) {
+            char key[64];
+            const char *eq = strchr(ropes[ri][k], '=');
+            snprintf(key, sizeof key, "%.*s", (int)(eq - ropes[ri][k]), ropes[ri][k]);
+            ASSERT(rope_config_set(&cfg.rope, key, eq + 1, 0, msg, sizeof msg) == 0);
+        }
+        if (cfg.rope.method == ROPE_LONGROPE) {
+            cfg.rope.n_short = cfg.rope.n_long = 5;
+            for (int i = 0; i < 5; i++) { cfg.rope.short_factor[i] = 1 + 0.5 * i; cfg.rope.long_factor[i] = 3 + i; }
+        }
+        Model a, b;
+        RxError err;
+        ASSERT(model_init(&a, &cfg, &err) == RX_OK && model_init(&b, &cfg, &err) == RX_OK);
+        model_init_random(&a, seed + 43, 0.3f);
+        memcpy(b.params, a.params, a.table.total * 4);
+        float la[89], lb[89];
+        KVCache kc;
+        ASSERT(model_cache_init(&a, &kc, n, n + steps, &err) == RX_OK);
+        for (int64_t s = 0; s <= steps; s++) {
+            const int64_t len = n + s;
+            ASSERT((s ? model_decode(&a, &kc, tok[len - 1], la, &err) : model_prefill(&a, &kc, tok, n, la, &err)) == RX_OK);
+            ASSERT(model_forward(&b, tok, NULL, 1, len, NULL, &err) == RX_OK);
+            model_logits(&b, len - 1, 1, lb);
+            for (int64_t v = 0; v < V; v++) {
+                ok = ok && isfinite(la[v]);
+                worst = fmax(worst, fabs((double)la[v] - lb[v]) / (1 + fabs((double)lb[v])));
+            }
+        }
+        ok = ok && model_decode(&a, &kc, tok[0], la, &err) == RX_ERR_CONFIG && strstr(err.msg, "full");
+        model_cache_free(&kc);
+        ASSERT(model_cache_init(&a, &kc, n, n + 1, &err) == RX_OK);
+        ok = ok && model_decode(&a, &kc, 89, la, &err) == RX_ERR_FORMAT && strstr(err.msg, "vocabulary");
+        model_cache_free(&kc);
+        if (cfg.rope.method == ROPE_DYNAMIC) {   /* 37..64 stay within its original length; 65 does not */
+            RxStatus st = model_cache_init(&a, &kc, n, 65, &err);
+            ok = ok && st == RX_ERR_CONFIG && strstr(err.msg, "dynamic") && strstr(err.msg, "at 65 tokens than at 37");
+            if (st == RX_OK) model_cache_free(&kc);
+        }
+        model_free(&a);
+        model_free(&b);
+    }
+    tu_report(ok && worst <= CACHE_TOL,
+              "KV cache: prompt of 37 then 12 tokens one at a time give the full forward's last-row logits "
+              "(default, linear, yarn, llama3, longrope with kept positions, dynamic within its length); "
+              "dynamic across its length, a full cache and a bad token refused", "worst logit diff %.1e", worst);
+}
+
 /* Model.positions: RoPE is relative, so shifting every position of a row by the same amount
  * leaves the loss and gradients unchanged up to float32 rounding (the angles differ), while a
  * skip inside a row changes them; ids outside 0..pos_len-1 and pos_len < T are refused by row.
@@ -422,6 +491,7 @@ int main(void) {
     test_recompute();
     test_forward_backward();
     test_rows_from();
+    test_cache();
     test_positions();
     test_pose_positions();
     test_config_errors();

@@ -29,7 +29,9 @@ static const char HELP[] =
     "keys, plus k_max (the largest length at which every depth succeeds at least 20%). --set\n"
     "changes the RoPE for the evaluation (e.g. PI without training, or dynamic NTK). --tokens\n"
     "prints log p(token | prefix) for a JSON array of ids (as `ropex data tokenize` prints); with\n"
-    "--generate N, the N tokens greedy decoding appends to them instead. --domains limits the\n"
+    "--generate N, the N tokens greedy decoding appends to them instead (one forward over the ids,\n"
+    "then one row per token against a KV cache; dynamic NTK across its original length, whose\n"
+    "frequencies change with the length, runs a full forward per token). --domains limits the\n"
     "perplexity to those domains' held-out documents (default: every domain); --label names the\n"
     "model in the JSON (and in `ropex plot`'s legends).\n";
 
@@ -176,21 +178,33 @@ int cmd_eval(int argc, char **argv) {
         int32_t *ids = data_parse_ids(tokens_path, text, len, "this model", (long long)m.cfg.vocab, &n, err, sizeof err);
         free(text);
         if (!ids) die("%s", err);
-        if (generate > 0) {   /* greedy continuation (no cache: one full forward per token) */
+        if (generate > 0) {   /* greedy continuation */
             ids = realloc(ids, sizeof(int32_t) * (size_t)(n + generate));
             float *row = malloc(sizeof(float) * (size_t)m.cfg.vocab);
+            KVCache kc;   /* the last generated token is never fed back: n + generate - 1 positions */
+            RxError ce;
+            const int cached = model_cache_init(&m, &kc, n, n + generate - 1, &ce) == RX_OK;
+            if (!cached && ce.code != RX_ERR_CONFIG) die("%s", ce.msg);
+            if (!cached) fprintf(stderr, "eval --generate: %s; running one full forward per token instead\n", ce.msg);
             printf("[");
             for (int64_t g = 0; g < generate; g++, n++) {
-                m.rows_from = n - 1;   /* only the last row's logits are read */
-                if (model_forward(&m, ids, NULL, 1, n, NULL, &e) != RX_OK) die("%s", e.msg);
-                model_logits(&m, n - 1, 1, row);
+                RxStatus st;
+                if (cached) st = g ? model_decode(&m, &kc, ids[n - 1], row, &e) : model_prefill(&m, &kc, ids, n, row, &e);
+                else {
+                    m.rows_from = n - 1;   /* only the last row's logits are read */
+                    st = model_forward(&m, ids, NULL, 1, n, NULL, &e);
+                    m.rows_from = 0;
+                    if (st == RX_OK) model_logits(&m, n - 1, 1, row);
+                }
+                if (st != RX_OK) die("%s", e.msg);
                 int64_t best = 0;
                 for (int64_t v = 1; v < m.cfg.vocab; v++) if (row[v] > row[best]) best = v;
                 ids[n] = (int32_t)best;
                 printf(g ? ", %lld" : "%lld", (long long)best);
+                fflush(stdout);
             }
             printf("]\n");
-            m.rows_from = 0;
+            if (cached) model_cache_free(&kc);
             free(row);
         } else {
             double *lp = malloc(sizeof(double) * (size_t)(n + 1));
