@@ -42,6 +42,9 @@ check "eval --tokens: an empty array is refused" 2 "no token ids" "$ropex" eval 
 check "eval --generate: dynamic NTK across its original length runs full forwards, and says why" 0 \
   "rope dynamic gives other frequencies at 2049 tokens than at 2047" "$ropex" eval $fx --tokens "$tmpd/long.json" \
   --generate 3 --set rope.rope_type=dynamic --set rope.factor=2 --set rope.original_max_position_embeddings=2048
+check "eval: progress lines on stderr (--progress 0: after every forward), work weighted by FLOPs, to 100%" 0 \
+  "eval: 100%  passkey at 300 4/4  elapsed" "$ropex" eval $fx --passkey --lengths 200,300 --depths 0,1 --trials 2 --progress 0
+check "eval: a bad --progress is named" 2 "--progress expects seconds >= 0, got '-1'" "$ropex" eval $fx --progress -1
 check "data tokenize --decode: a fractional id is refused" 2 "element 1 is not a token id of data/byte-tokenizer.json" \
   "$ropex" data tokenize --tokenizer data/byte-tokenizer.json --decode "$tmpd/frac.json"
 n_before=$(ls /tmp | grep -c '^ropex-eval-tokenizer-')

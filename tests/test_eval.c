@@ -11,6 +11,8 @@
 #include "../train/eval.h"
 #include "testutil.h"
 
+static void count_tick(void *ctx) { ++*(int *)ctx; }
+
 static void test_ppl(void) {
     ModelConfig c;
     memset(&c, 0, sizeof c);
@@ -27,7 +29,7 @@ static void test_ppl(void) {
     for (int64_t i = 0; i < n0 + n1; i++) tok[i] = (int32_t)(rng_next(&r) % 97);
     PplResult res;
     char err[256];
-    ASSERT(eval_perplexity(&m, tok, lens, 2, W, W, 0, 100, &res, err, sizeof err) == 0);
+    ASSERT(eval_perplexity(&m, tok, lens, 2, W, W, 0, 100, NULL, NULL, &res, err, sizeof err) == 0);
     double sum = 0;   /* the same windows through the training forward, every target counted */
     for (int64_t w = 0; w < 3; w++) {
         for (int64_t t = 0; t < W; t++) tgt[t] = tok[w * W + t + 1];
@@ -45,13 +47,13 @@ static void test_ppl(void) {
               "perplexity with stride = window equals exp(mean loss) of the training forward",
               "%.9f vs %.9f, %lld windows over %lld documents", res.ppl, want, (long long)res.windows, (long long)res.docs);
     /* stride < window: the first window counts W targets, each later one `stride` */
-    ASSERT(eval_perplexity(&m, tok, lens, 2, W, 16, 0, 100, &res, err, sizeof err) == 0);
+    ASSERT(eval_perplexity(&m, tok, lens, 2, W, 16, 0, 100, NULL, NULL, &res, err, sizeof err) == 0);
     tu_report(res.windows == 6 && res.tokens == W + 5 * 16, "sliding windows: the first counts every target, then the last stride",
               "%lld windows, %lld tokens", (long long)res.windows, (long long)res.tokens);
     /* aligned to 2W: windows of W end where windows of 2W do and count the same last 16 targets */
     PplResult a, b;
-    ASSERT(eval_perplexity(&m, tok, lens, 2, W, 16, 2 * W, 100, &a, err, sizeof err) == 0);
-    ASSERT(eval_perplexity(&m, tok, lens, 2, 2 * W, 16, 2 * W, 100, &b, err, sizeof err) == 0);
+    ASSERT(eval_perplexity(&m, tok, lens, 2, W, 16, 2 * W, 100, NULL, NULL, &a, err, sizeof err) == 0);
+    ASSERT(eval_perplexity(&m, tok, lens, 2, 2 * W, 16, 2 * W, 100, NULL, NULL, &b, err, sizeof err) == 0);
     sum = 0;
     int64_t nw = 0;
     for (int64_t end = 2 * W; end + 1 <= n0; end += 16, nw++) {   /* by hand: window [end - W, end), last 16 */
@@ -65,6 +67,20 @@ static void test_ppl(void) {
               "aligned windows: every length scores the same targets (the last stride of windows ending together)",
               "%lld windows of %lld and %lld tokens, %lld targets each; ppl %.9f vs %.9f", (long long)a.windows,
               (long long)W, (long long)(2 * W), (long long)a.tokens, a.ppl, want);
+    /* the count without a model (ropex eval's progress plan) is the run's, and the tick comes once
+     * per window */
+    int ok = 1, ticks = 0;
+    for (int aligned = 0; aligned <= 1; aligned++)
+        for (int64_t mw = 2; mw <= 100; mw += 98) {
+            PplResult run, count;
+            ticks = 0;
+            ASSERT(eval_perplexity(&m, tok, lens, 2, W, 16, aligned ? 2 * W : 0, mw, count_tick, &ticks, &run, err, sizeof err) == 0);
+            ASSERT(eval_perplexity(NULL, tok, lens, 2, W, 16, aligned ? 2 * W : 0, mw, NULL, NULL, &count, err, sizeof err) == 0);
+            ok = ok && count.windows == run.windows && count.docs == run.docs && count.tokens == run.tokens &&
+                 ticks == run.windows && isnan(count.ppl) && run.windows == (mw == 2 ? 2 : aligned ? nw : 6);
+        }
+    tu_report(ok, "perplexity without a model counts the windows, documents and tokens a run uses; one tick per window",
+              NULL);
     model_free(&m);
 }
 

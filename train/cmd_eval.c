@@ -16,7 +16,7 @@ static const char HELP[] =
     "usage: ropex eval CHECKPOINT [--data DIR] [--domains a,b] [--lengths 2048,4096,8192] [--stride 256]\n"
     "                  [--max-windows N] [--passkey] [--depths 0,0.25,0.5,0.75,1] [--trials N]\n"
     "                  [--tokenizer tokenizer.json] [--set rope.KEY=VALUE ...] [--json OUT.json]\n"
-    "                  [--label NAME]\n"
+    "                  [--label NAME] [--progress SECONDS]\n"
     "       ropex eval CHECKPOINT --tokens IDS.json [--generate N] [--set rope.KEY=VALUE ...]\n"
     "\n"
     "CHECKPOINT: a ropex .h5 file or hf:DIR (a Hugging Face model directory).\n"
@@ -33,7 +33,9 @@ static const char HELP[] =
     "then one row per token against a KV cache; dynamic NTK across its original length, whose\n"
     "frequencies change with the length, runs a full forward per token). --domains limits the\n"
     "perplexity to those domains' held-out documents (default: every domain); --label names the\n"
-    "model in the JSON (and in `ropex plot`'s legends).\n";
+    "model in the JSON (and in `ropex plot`'s legends). A progress line (share of the work done,\n"
+    "weighted by each forward's FLOPs, and the time left) goes to stderr every --progress seconds\n"
+    "(default 10; 0: after every forward).\n";
 
 /* A comma-separated list of numbers in [lo, hi] (integers when whole), at most cap of them. */
 static int64_t parse_list(const char *opt, const char *s, double *out, int cap, double lo, double hi, int whole) {
@@ -121,11 +123,44 @@ static int32_t *heldout_docs(const char *dir, const char *domains, int64_t **len
     return all;
 }
 
+/* Progress on stderr: a line every `every` seconds (0: after each forward) with the share of the
+ * planned work done, each forward weighted by its FLOPs (attention grows with the length, so a
+ * window of 8192 tokens weighs more than four of 2048), and the time left at the pace so far. */
+typedef struct {
+    const ModelConfig *cfg;
+    double every, t0, last, done, total;
+    char what[48];      /* the part running: "perplexity at 8192: window" */
+    int64_t i, n, T;    /* forwards of T tokens done / planned in this part */
+} Progress;
+
+static double forward_work(const ModelConfig *c, int64_t T) { return model_flops_per_token(c, T) * (double)T; }
+
+static void progress_part(Progress *p, const char *what, int64_t length, int64_t n, int64_t T) {
+    snprintf(p->what, sizeof p->what, "%s at %lld", what, (long long)length);
+    p->i = 0; p->n = n; p->T = T;
+}
+
+static void progress_tick(void *ctx) {
+    Progress *p = ctx;
+    p->i++;
+    p->done += forward_work(p->cfg, p->T);
+    const double now = now_s();
+    if (now - p->last < p->every) return;
+    p->last = now;
+    char el[32], left[32];
+    fmt_time(now - p->t0, el, sizeof el);
+    fmt_time((now - p->t0) * (p->total - p->done) / p->done, left, sizeof left);
+    fprintf(stderr, "eval: %3.0f%%  %s %lld/%lld  elapsed %s  ETA %s\n", 100.0 * p->done / p->total, p->what,
+            (long long)p->i, (long long)p->n, el, left);
+    fflush(stderr);
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *domains = NULL, *label = NULL, *tok_path = NULL, *json_out = NULL, *tokens_path = NULL;
     double lengths[16] = {2048, 4096, 8192}, depths[16] = {0, 0.25, 0.5, 0.75, 1};
     int64_t n_len = 3, n_dep = 5, stride = 256, max_windows = 16, trials = 5, generate = 0;
     int passkey = 0;
+    double progress_every = 10;
     char err[1024];
     for (int i = 0; i < argc; i++) if (is_help(argv[i])) { fputs(HELP, stdout); return 0; }
     Model m;
@@ -147,6 +182,13 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--tokens") && more) tokens_path = argv[++i];
         else if (!strcmp(a, "--generate") && more) generate = parse_positive(a, argv[++i]);
         else if (!strcmp(a, "--passkey")) passkey = 1;
+        else if (!strcmp(a, "--progress") && more) {
+            char *end;
+            const char *v = argv[++i];
+            progress_every = strtod(v, &end);
+            if (*v == '\0' || *end != '\0' || !(progress_every >= 0))
+                die("eval: --progress expects seconds >= 0, got '%s'", v);
+        }
         else if (!strcmp(a, "--set") && more) i++;
         else if (a[0] == '-') die("eval: unknown or incomplete option '%s' (see ropex eval --help)", a);
         else if (!ckpt) ckpt = a;
@@ -219,6 +261,8 @@ int cmd_eval(int argc, char **argv) {
         return 0;
     }
 
+    Progress prog = {.cfg = &m.cfg, .every = progress_every, .t0 = now_s()};
+    prog.last = prog.t0;
     Tokenizer *t = NULL;   /* --passkey: loaded and every length checked before any evaluation */
     if (passkey) {
         char tp[1300];
@@ -238,6 +282,7 @@ int cmd_eval(int argc, char **argv) {
             int32_t *ans, *p = passkey_prompt(t, (int64_t)lengths[i], 0, 12345, &n, &kp, &ans, &na, err, sizeof err);
             if (!p) die("eval --passkey: %s", err);
             free(p); free(ans);
+            prog.total += (double)(n_dep * trials) * forward_work(&m.cfg, n + na - 1);   /* a trial's forward */
         }
     }
     cJSON *out = cJSON_CreateObject();
@@ -257,11 +302,20 @@ int cmd_eval(int argc, char **argv) {
          * `stride` targets (with one length, the classic sliding window) */
         int64_t align = 0;
         for (int64_t i = 0; n_len > 1 && i < n_len; i++) if ((int64_t)lengths[i] > align) align = (int64_t)lengths[i];
+        for (int64_t i = 0; i < n_len; i++) {   /* the windows every length will run, for the progress */
+            PplResult r;
+            if (eval_perplexity(NULL, all, lens, nd, (int64_t)lengths[i], stride, align, max_windows, NULL, NULL, &r, err, sizeof err))
+                die("%s", err);
+            prog.total += (double)r.windows * forward_work(&m.cfg, (int64_t)lengths[i]);
+        }
         cJSON *pp = cJSON_AddArrayToObject(out, "perplexity");
         printf("%8s %10s %6s %8s %10s\n", "window", "perplexity", "docs", "windows", "tokens");
         for (int64_t i = 0; i < n_len; i++) {
             PplResult r;
-            if (eval_perplexity(&m, all, lens, nd, (int64_t)lengths[i], stride, align, max_windows, &r, err, sizeof err))
+            if (eval_perplexity(NULL, all, lens, nd, (int64_t)lengths[i], stride, align, max_windows, NULL, NULL, &r, err, sizeof err))
+                die("%s", err);
+            progress_part(&prog, "perplexity", (int64_t)lengths[i], r.windows, (int64_t)lengths[i]);
+            if (eval_perplexity(&m, all, lens, nd, (int64_t)lengths[i], stride, align, max_windows, progress_tick, &prog, &r, err, sizeof err))
                 die("%s", err);
             printf("%8lld %10.3f %6lld %8lld %10lld%s\n", (long long)r.window, r.ppl, (long long)r.docs,
                    (long long)r.windows, (long long)r.tokens, r.docs ? "" : "  (no held-out document this long)");
@@ -287,8 +341,8 @@ int cmd_eval(int argc, char **argv) {
         int64_t kmax = 0;
         int all_ok_so_far = 1;
         for (int64_t i = 0; i < n_len; i++) {
-            printf("%8lld", (long long)lengths[i]);
-            fflush(stdout);
+            char row[16 * 16 + 16];   /* printed whole: progress lines go to stderr between rows */
+            int at = snprintf(row, sizeof row, "%8lld", (long long)lengths[i]);
             int row_ok = 1;
             for (int64_t j = 0; j < n_dep; j++) {
                 int hits = 0;
@@ -299,7 +353,9 @@ int cmd_eval(int argc, char **argv) {
                     int32_t *ans;
                     int32_t *p = passkey_prompt(t, (int64_t)lengths[i], depths[j], key, &n, &kp, &ans, &na, err, sizeof err);
                     if (!p) die("%s", err);
+                    if (j == 0 && k == 0) progress_part(&prog, "passkey", (int64_t)lengths[i], n_dep * trials, n + na - 1);
                     int r = passkey_trial(&m, p, n, ans, na, err, sizeof err);
+                    progress_tick(&prog);
                     if (r < 0) die("%s", err);
                     hits += r;
                     dist += (double)(n - kp) / (double)trials;
@@ -307,8 +363,7 @@ int cmd_eval(int argc, char **argv) {
                 }
                 double acc = (double)hits / (double)trials;
                 row_ok &= acc >= 0.2;
-                printf("  %10.2f", acc);
-                fflush(stdout);   /* each cell as it is done: a row of 8192-token trials takes minutes */
+                at += snprintf(row + at, sizeof row - (size_t)at, "  %10.2f", acc);
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddNumberToObject(o, "length", lengths[i]);
                 cJSON_AddNumberToObject(o, "depth", depths[j]);
@@ -317,7 +372,8 @@ int cmd_eval(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "key_distance", dist);
                 cJSON_AddItemToArray(pk, o);
             }
-            printf("\n");
+            printf("%s\n", row);
+            fflush(stdout);
             all_ok_so_far &= row_ok;
             if (all_ok_so_far) kmax = (int64_t)lengths[i];
         }

@@ -14,8 +14,8 @@
 #include "../model/rng.h"
 
 int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int64_t n_docs,
-                    int64_t window, int64_t stride, int64_t align, int64_t max_windows, PplResult *out,
-                    char *err, size_t errlen) {
+                    int64_t window, int64_t stride, int64_t align, int64_t max_windows,
+                    EvalTick tick, void *ctx, PplResult *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     out->window = window;
     out->stride = stride;
@@ -40,6 +40,8 @@ int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int
              end += stride) {
             int64_t start = end - window;
             int64_t first_counted = !aligned && end == need ? 0 : window - stride;
+            out->windows++;
+            if (!m) { out->tokens += window - first_counted; continue; }
             for (int64_t t = 0; t < window; t++) tgt[t] = t >= first_counted ? doc[start + t + 1] : -1;
             float loss;
             m->rows_from = first_counted;   /* only the counted rows' logits are read */
@@ -48,11 +50,11 @@ int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int
             if (st != RX_OK) { free(tgt); return data_fail(err, errlen, "%s", e.msg); }
             out->nll += (double)loss * (double)m->n_counted;
             out->tokens += m->n_counted;
-            out->windows++;
+            if (tick) tick(ctx);
         }
     }
     free(tgt);
-    out->ppl = out->tokens ? exp(out->nll / (double)out->tokens) : NAN;
+    out->ppl = out->tokens && m ? exp(out->nll / (double)out->tokens) : NAN;
     return 0;
 }
 

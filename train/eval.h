@@ -23,10 +23,13 @@ typedef struct {
  * of `align` tokens would, and every window counts its last `stride` targets: all window lengths
  * are then scored on the same tokens, with contexts of window - stride .. window tokens.
  * At most max_windows windows, spread over the documents long enough (at most
- * ceil(max_windows / documents) from each, from its start). */
+ * ceil(max_windows / documents) from each, from its start). tick (may be NULL) is called with
+ * ctx after each window's forward (progress reports). m NULL: only counts the documents, windows
+ * and tokens a run would use (out's ppl NAN), running nothing. */
+typedef void (*EvalTick)(void *ctx);
 int eval_perplexity(Model *m, const int32_t *tokens, const int64_t *doc_len, int64_t n_docs,
-                    int64_t window, int64_t stride, int64_t align, int64_t max_windows, PplResult *out,
-                    char *err, size_t errlen);
+                    int64_t window, int64_t stride, int64_t align, int64_t max_windows,
+                    EvalTick tick, void *ctx, PplResult *out, char *err, size_t errlen);
 
 /* Builds a passkey prompt of about `length` tokens: [BOS] filler with the key sentence at `depth`
  * (0 = start, 1 = end of the filler), then the question; *key_pos is the index of the key

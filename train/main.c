@@ -1,8 +1,10 @@
 /* ropex: the command. One binary, subcommands, each with --help. The only place that exits. */
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <stdarg.h>
 
@@ -24,6 +26,19 @@ void die(const char *fmt, ...) {
     fflush(stderr);
     dist_abort(2);   /* one rank's error ends every rank instead of leaving them waiting */
     exit(2);
+}
+
+double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void fmt_time(double s, char *out, size_t n) {
+    if (!isfinite(s) || s < 0) { snprintf(out, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(out, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
 }
 
 int is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }

@@ -40,19 +40,6 @@ static const char HELP[] =
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int sig) { stop_requested = sig; }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void fmt_time(double s, char *out, size_t n) {
-    if (!isfinite(s) || s < 0) { snprintf(out, n, "?"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(out, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
-}
-
 /* "books:0.4 code:0.3" (spaces or commas) into the stream config. */
 static void parse_mix(const char *mix, StreamConfig *sc) {
     char *copy = strdup(mix), *save = NULL;
