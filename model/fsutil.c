@@ -27,12 +27,23 @@ RxStatus fs_read_file(const char *path, size_t max, uint8_t **data, size_t *len,
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return rx_fail(err, RX_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-    uint8_t *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    /* sized by the file (a stream of unknown size reads up to max): never max bytes up front */
+    struct stat st;
+    size_t want = max;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size > (uint64_t)max) {
+            fclose(f);
+            return rx_fail(err, RX_ERR_FORMAT, "%s: larger than %zu bytes", path, max);
+        }
+        want = (size_t)st.st_size;
+    }
+    uint8_t *buf = malloc(want + 1);
+    size_t n = buf ? fread(buf, 1, want + 1, f) : 0;
     int bad = ferror(f);
     fclose(f);
     if (!buf) return rx_fail(err, RX_ERR_NOMEM, "%s: out of memory", path);
     if (bad) { free(buf); return rx_fail(err, RX_ERR_IO, "%s: read error", path); }
+    if (n > want && want < max) { free(buf); return rx_fail(err, RX_ERR_IO, "%s: changed while being read", path); }
     if (n > max) { free(buf); return rx_fail(err, RX_ERR_FORMAT, "%s: larger than %zu bytes", path, max); }
     buf[n] = 0;
     *data = buf;

@@ -364,10 +364,6 @@ static void layer_forward(Model *m, int64_t l, int again) {
     linear_forward(s.v, s.ln1, w->wv, N, C, KD, 0);
     rope_forward(s.q, s.q, &m->rope, m->pos, N, NH, HS);
     rope_forward(s.k, s.k, &m->rope, m->pos, N, NKV, HS);
-    if (m->cache && !again) {   /* model_prefill: B = 1, rows are positions 0..T-1 */
-        memcpy(m->cache->k + l * m->cache->cap * KD, s.k, sizeof(float) * (size_t)(N * KD));
-        memcpy(m->cache->v + l * m->cache->cap * KD, s.v, sizeof(float) * (size_t)(N * KD));
-    }
     /* the last layer of an evaluation forward skips the rows nobody reads (Model.rows_from) */
     const int64_t skip = !again && l == c->n_layers - 1 && m->rows_from > 0 ? m->rows_from : 0;
     const AttnMask mk = {m->docs, 0, 0, skip};
@@ -472,112 +468,117 @@ void model_logits(Model *m, int64_t row0, int64_t n, float *out) {
 
 /* ---- incremental decoding ---- */
 
-RxStatus model_cache_init(const Model *m, KVCache *kc, int64_t first, int64_t cap, RxError *err) {
+RxStatus model_cache_init(const Model *m, KVCache *kc, int64_t cap, RxError *err) {
     const ModelConfig *c = &m->cfg;
     memset(kc, 0, sizeof *kc);
-    if (first < 1 || cap < first)
-        return rx_fail(err, RX_ERR_CONFIG, "KV cache: lengths %lld..%lld: expected 1 <= first <= cap",
-                       (long long)first, (long long)cap);
-    /* the frequencies the full forward would use at each length must all be the cache's */
-    char msg[400];
-    RopeTable a, b;
-    memset(&a, 0, sizeof a);
-    memset(&b, 0, sizeof b);
-    if (rope_frequencies(&a, &c->rope, c->head_dim, first, msg, sizeof msg) != 0)
-        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
-    for (int64_t len = first + 1; len <= cap; len++) {
-        if (rope_frequencies(&b, &c->rope, c->head_dim, len, msg, sizeof msg) != 0)
-            return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
-        if (memcmp(a.inv_freq, b.inv_freq, sizeof(double) * (size_t)a.half) ||
-            a.attention_factor != b.attention_factor || a.keep_positions != b.keep_positions)
-            return rx_fail(err, RX_ERR_CONFIG, "KV cache: rope %s gives other frequencies at %lld "
-                           "tokens than at %lld: keys cached at one length would be wrong at the "
-                           "other", rope_method_name(c->rope.method), (long long)len, (long long)first);
-    }
-    const int64_t L = c->n_layers, C = c->dim, QD = c->n_heads * c->head_dim;
+    if (cap < 1) return rx_fail(err, RX_ERR_CONFIG, "KV cache of %lld positions: expected >= 1", (long long)cap);
+    const int64_t L = c->n_layers, C = c->dim, NH = c->n_heads, QD = NH * c->head_dim;
     const int64_t KD = c->n_kv_heads * c->head_dim, H = c->hidden_dim;
-    const size_t kv = (size_t)(L * cap * KD);
+    const size_t kv = (size_t)(L * cap * KD), rows = (size_t)(cap * (4 * C + 2 * H + 1));
+    const size_t byq = (size_t)(2 * cap * QD), lse = (size_t)(NH * cap);
     kc->cap = cap;
     kc->k = alloc_floats(kv);
     kc->v = alloc_floats(kv);
-    kc->x = alloc_floats((size_t)(4 * C));
-    kc->q = alloc_floats((size_t)(2 * QD));
-    kc->gate = alloc_floats((size_t)(2 * H));
-    kc->scores = alloc_floats((size_t)(c->n_heads * cap));
-    if (!kc->k || !kc->v || !kc->x || !kc->q || !kc->gate || !kc->scores) {
+    kc->x = alloc_floats(rows);
+    kc->q = alloc_floats(byq);
+    kc->lse = alloc_floats(lse);
+    kc->tokens = malloc(sizeof(int32_t) * (size_t)cap);
+    kc->pos = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!kc->k || !kc->v || !kc->x || !kc->q || !kc->lse || !kc->tokens || !kc->pos) {
         model_cache_free(kc);
         return rx_fail(err, RX_ERR_NOMEM, "out of memory for a KV cache of %lld positions (%.1f MiB)",
-                       (long long)cap, 2.0 * (double)kv * 4.0 / 1048576.0);
+                       (long long)cap, (double)(2 * kv + rows + byq + lse + 2 * (size_t)cap) * 4.0 / 1048576.0);
     }
-    kc->ln = kc->x + C; kc->mid = kc->x + 2 * C; kc->proj = kc->x + 3 * C;
-    kc->att = kc->q + QD;
-    kc->up = kc->gate + H;
-    if (rope_table_build(&kc->rope, &c->rope, c->head_dim, cap, msg, sizeof msg) != 0) {
-        model_cache_free(kc);
-        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
-    }
+    kc->ln = kc->x + cap * C; kc->mid = kc->ln + cap * C; kc->proj = kc->mid + cap * C;
+    kc->gate = kc->proj + cap * C; kc->up = kc->gate + cap * H; kc->rstd = kc->up + cap * H;
+    kc->att = kc->q + cap * QD;
+    for (int64_t i = 0; i < cap; i++) kc->pos[i] = (int32_t)i;
     return RX_OK;
 }
 
 void model_cache_free(KVCache *kc) {
-    free(kc->k); free(kc->v); free(kc->x); free(kc->q); free(kc->gate); free(kc->scores);
+    free(kc->k); free(kc->v); free(kc->x); free(kc->q); free(kc->lse); free(kc->tokens); free(kc->pos);
     rope_table_free(&kc->rope);
     memset(kc, 0, sizeof *kc);
 }
 
-RxStatus model_prefill(Model *m, KVCache *kc, const int32_t *tokens, int64_t n, float *logits, RxError *err) {
-    if (kc->len != 0 || n < 1 || n > kc->cap)
-        return rx_fail(err, RX_ERR_CONFIG, "KV cache: a prompt of %lld tokens into a cache holding "
-                       "%lld of %lld", (long long)n, (long long)kc->len, (long long)kc->cap);
-    if (m->positions) return rx_fail(err, RX_ERR_CONFIG, "KV cache: positions must be 0..n-1");
-    const int64_t rows_from = m->rows_from;
-    m->cache = kc;
-    m->rows_from = n - 1;   /* only the last row's logits are read */
-    RxStatus st = model_forward(m, tokens, NULL, 1, n, NULL, err);
-    m->cache = NULL;
-    m->rows_from = rows_from;
-    if (st != RX_OK) return st;
-    kc->len = n;
-    model_logits(m, n - 1, 1, logits);
+RxStatus model_cache_for(const Model *m, KVCache *kc, int64_t T, RxError *err) {
+    const ModelConfig *c = &m->cfg;
+    if (T < 1 || T > kc->cap)
+        return rx_fail(err, RX_ERR_CONFIG, "KV cache: a sequence of %lld tokens in a cache of %lld positions",
+                       (long long)T, (long long)kc->cap);
+    char msg[400];
+    RopeTable f;
+    memset(&f, 0, sizeof f);
+    if (rope_frequencies(&f, &c->rope, c->head_dim, T, msg, sizeof msg) != 0)
+        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
+    const int same = kc->rope.cos && !memcmp(f.inv_freq, kc->rope.inv_freq, sizeof(double) * (size_t)f.half) &&
+                     f.attention_factor == kc->rope.attention_factor && f.keep_positions == kc->rope.keep_positions;
+    if (same && kc->rope.T >= T) return RX_OK;
+    if (!same) kc->len = 0;   /* keys rotated by other frequencies: computed again */
+    if (rope_table_build(&kc->rope, &c->rope, c->head_dim, T, msg, sizeof msg) != 0)
+        return rx_fail(err, RX_ERR_CONFIG, "%s", msg);
     return RX_OK;
 }
 
-RxStatus model_decode(Model *m, KVCache *kc, int32_t token, float *logits, RxError *err) {
+RxStatus model_extend(Model *m, KVCache *kc, const int32_t *tokens, int64_t n, int64_t from, RxError *err) {
     const ModelConfig *c = &m->cfg;
     const int64_t C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads, HS = c->head_dim;
-    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim, p = kc->len;
-    if (token < 0 || token >= c->vocab)
-        return rx_fail(err, RX_ERR_FORMAT, "token %d is outside the vocabulary (0..%lld)", token,
-                       (long long)c->vocab - 1);
-    if (p >= kc->cap)
-        return rx_fail(err, RX_ERR_CONFIG, "KV cache full: it holds %lld positions", (long long)kc->cap);
-    const int32_t pos = (int32_t)p;
-    float rstd;
-    embed_forward(kc->x, &token, m->w.embed, 1, C);
-    for (int64_t l = 0; l < c->n_layers; l++) {   /* layer_forward's ops, for one row */
+    const int64_t QD = NH * HS, KD = NKV * HS, H = c->hidden_dim, p0 = kc->len, T = p0 + n;
+    if (n < 1 || from < 0 || from >= n || T > kc->rope.T)
+        return rx_fail(err, RX_ERR_CONFIG, "KV cache: %lld tokens (rows from %lld) after %lld: expected "
+                       "0 <= from < n and model_cache_for(%lld or more) first", (long long)n, (long long)from,
+                       (long long)p0, (long long)T);
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
+            return rx_fail(err, RX_ERR_FORMAT, "token %d at row %lld is outside the vocabulary (0..%lld)",
+                           tokens[i], (long long)i, (long long)c->vocab - 1);
+    memcpy(kc->tokens + p0, tokens, sizeof(int32_t) * (size_t)n);
+    const int32_t *pos = kc->pos + p0;
+    float *x = kc->x, *ln = kc->ln, *q = kc->q + p0 * QD, *att = kc->att + p0 * QD;
+    embed_forward(x, tokens, m->w.embed, n, C);
+    for (int64_t l = 0; l < c->n_layers; l++) {   /* layer_forward's ops on the new rows */
         const LayerWeights *w = &m->w.layer[l];
-        float *k = kc->k + (l * kc->cap + p) * KD, *v = kc->v + (l * kc->cap + p) * KD;
-        rmsnorm_forward(kc->ln, &rstd, kc->x, w->ln1, 1, C, c->norm_eps);
-        linear_forward(kc->q, kc->ln, w->wq, 1, C, QD, 0);
-        linear_forward(k, kc->ln, w->wk, 1, C, KD, 0);
-        linear_forward(v, kc->ln, w->wv, 1, C, KD, 0);
-        rope_forward(kc->q, kc->q, &kc->rope, &pos, 1, NH, HS);
-        rope_forward(k, k, &kc->rope, &pos, 1, NKV, HS);
-        attention_decode(kc->att, kc->scores, kc->q, kc->k + l * kc->cap * KD, kc->v + l * kc->cap * KD,
-                         p + 1, NH, NKV, HS);
-        linear_forward(kc->proj, kc->att, w->wo, 1, QD, C, 0);
-        residual_forward(kc->mid, kc->x, kc->proj, (size_t)C);
-        rmsnorm_forward(kc->ln, &rstd, kc->mid, w->ln2, 1, C, c->norm_eps);
-        linear_forward(kc->gate, kc->ln, w->wgate, 1, C, H, 0);
-        linear_forward(kc->up, kc->ln, w->wup, 1, C, H, 0);
-        swiglu_forward(kc->gate, kc->gate, kc->up, 1, H);
-        linear_forward(kc->proj, kc->gate, w->wdown, 1, H, C, 0);
-        residual_forward(kc->x, kc->mid, kc->proj, (size_t)C);
+        float *kl = kc->k + l * kc->cap * KD, *vl = kc->v + l * kc->cap * KD;
+        rmsnorm_forward(ln, kc->rstd, x, w->ln1, n, C, c->norm_eps);
+        linear_forward(q, ln, w->wq, n, C, QD, 0);
+        linear_forward(kl + p0 * KD, ln, w->wk, n, C, KD, 0);
+        linear_forward(vl + p0 * KD, ln, w->wv, n, C, KD, 0);
+        rope_forward(q, q, &kc->rope, pos, n, NH, HS);
+        rope_forward(kl + p0 * KD, kl + p0 * KD, &kc->rope, pos, n, NKV, HS);
+        /* the last layer skips the rows nobody reads, as Model.rows_from */
+        const int64_t r0 = l == c->n_layers - 1 ? from : 0, nr = n - r0;
+        if (n == 1) attention_decode(att, kc->lse, q, kl, vl, T, NH, NKV, HS);
+        else {   /* the queries at their positions against every key; rows before p0 + r0 skipped */
+            const AttnMask mk = {NULL, 0, 0, p0 + r0};
+            attention_forward(kc->att, kc->lse, kc->q, kl, vl, &mk, 1, T, NH, NKV, HS);
+        }
+        linear_forward(kc->proj + r0 * C, att + r0 * QD, w->wo, nr, QD, C, 0);
+        residual_forward(kc->mid + r0 * C, x + r0 * C, kc->proj + r0 * C, (size_t)(nr * C));
+        rmsnorm_forward(ln + r0 * C, kc->rstd, kc->mid + r0 * C, w->ln2, nr, C, c->norm_eps);
+        linear_forward(kc->gate + r0 * H, ln + r0 * C, w->wgate, nr, C, H, 0);
+        linear_forward(kc->up + r0 * H, ln + r0 * C, w->wup, nr, C, H, 0);
+        swiglu_forward(kc->gate + r0 * H, kc->gate + r0 * H, kc->up + r0 * H, nr, H);
+        linear_forward(kc->proj + r0 * C, kc->gate + r0 * H, w->wdown, nr, H, C, 0);
+        residual_forward(x + r0 * C, kc->mid + r0 * C, kc->proj + r0 * C, (size_t)(nr * C));
     }
-    rmsnorm_forward(kc->ln, &rstd, kc->x, m->w.final_norm, 1, C, c->norm_eps);
-    linear_forward(logits, kc->ln, m->w.lm_head, 1, C, c->vocab, 0);
-    kc->len = p + 1;
+    rmsnorm_forward(ln + from * C, kc->rstd, x + from * C, m->w.final_norm, n - from, C, c->norm_eps);
+    kc->len = T;
+    kc->n = n;
+    kc->from = from;
     return RX_OK;
+}
+
+void model_cache_logits(const Model *m, const KVCache *kc, int64_t i, int64_t rows, float *out) {
+    ASSERT(i >= kc->from && rows >= 0 && i + rows <= kc->n);
+    linear_forward(out, kc->ln + i * m->cfg.dim, m->w.lm_head, rows, m->cfg.dim, m->cfg.vocab, 0);
+}
+
+void model_drop_buffers(Model *m) {
+    free(m->act_mem); free(m->scr_mem); free(m->pos);
+    m->act_mem = m->scr_mem = NULL; m->pos = NULL;
+    m->B = m->T = 0;
+    m->act_slots = 0;
 }
 
 /* ---- backward ---- */

@@ -159,8 +159,6 @@ typedef struct {
                             * activations of the later rows are then those of rows_from = 0 up to
                             * float32 rounding (shorter matmuls), the earlier rows' are not
                             * meaningful. 0: every row */
-    struct KVCache *cache; /* model_prefill only: the forward also stores every layer's keys and
-                            * values in it (B = 1); NULL otherwise */
     const int32_t *tokens; /* (B, T) of the last forward, borrowed */
     const int32_t *targets;/* (B, T) or NULL; -1 = not counted */
     int64_t n_counted;     /* targets counted in the last forward's loss */
@@ -205,34 +203,47 @@ RxStatus model_forward_backward(Model *m, const int32_t *tokens, const int32_t *
 /* Logits (n, V) for rows [row0, row0+n) of the last forward (row = b*T + t). */
 void model_logits(Model *m, int64_t row0, int64_t n, float *out);
 
-/* ---- incremental decoding (greedy generation in evaluation; nothing trains through it) ----
- * A KV cache keeps every layer's keys (after RoPE) and values of the tokens seen so far, so a new
- * token costs one row through each matrix and one attention row over the cache instead of a
- * forward over the whole sequence. Exact only when the RoPE frequencies are the same at every
- * sequence length the decoding passes through (dynamic NTK changes them with the length, LongRoPE
- * at its switch): model_cache_init checks that and refuses otherwise, and the caller runs full
- * forwards. Logits then equal the full forward's last row up to float32 rounding. */
+/* Frees the forward's activation and scratch buffers (the next forward allocates them again):
+ * an evaluation that moves from full forwards to a KV cache does not hold both. */
+void model_drop_buffers(Model *m);
+
+/* ---- incremental evaluation: a KV cache (nothing trains through it) ----
+ * The cache keeps every layer's keys (after RoPE) and values of the tokens it has seen, so
+ * tokens appended later cost their own rows through each matrix and their attention rows over
+ * the cache instead of a forward over the whole sequence: greedy generation one token at a time,
+ * and passkey trials that share their start (the filler before the key) with the trial before.
+ * Positions are 0..len-1; setting len lower drops the later positions (attention is causal, so the
+ * keys before stay valid). The logits equal the full forward's up to float32 rounding. */
 typedef struct KVCache {
     int64_t cap;       /* positions it can hold */
-    int64_t len;       /* positions filled (the next token's position) */
+    int64_t len;       /* positions filled */
     float *k, *v;      /* (L, cap, NKV*HS) keys after RoPE, values */
-    float *x, *ln, *mid, *proj;   /* (C) one row's residual, norm output, mid residual, projection */
-    float *q, *att;    /* (NH*HS) */
-    float *gate, *up;  /* (H) */
-    float *scores;     /* (NH, cap) one attention row per head */
-    RopeTable rope;    /* cos/sin for positions 0..cap-1 */
+    int32_t *tokens;   /* (cap) the tokens at those positions */
+    int32_t *pos;      /* (cap) 0..cap-1 */
+    RopeTable rope;    /* the frequencies of the sequence length given to model_cache_for */
+    /* the last extension's rows (up to cap): */
+    int64_t n, from;   /* rows appended; rows >= from have final-norm outputs */
+    float *x, *ln, *mid, *proj;   /* (cap, C) residual, norm outputs (ln: the final norm's at the end), ... */
+    float *gate, *up;  /* (cap, H) */
+    float *rstd;       /* (cap) */
+    float *q, *att;    /* (cap, NH*HS) by position */
+    float *lse;        /* (NH, cap) attention's log-sum-exp, or one query's scores */
 } KVCache;
 
-/* A cache for sequences whose lengths run from first to cap (first >= 1: the prompt's length).
- * RX_ERR_CONFIG, naming the method, when the RoPE frequencies differ between those lengths;
- * RX_ERR_NOMEM with the size. */
-RxStatus model_cache_init(const Model *m, KVCache *kc, int64_t first, int64_t cap, RxError *err);
+/* Allocates a cache of cap positions (RX_ERR_NOMEM with the size); empty, for no length yet. */
+RxStatus model_cache_init(const Model *m, KVCache *kc, int64_t cap, RxError *err);
 void model_cache_free(KVCache *kc);
-/* Forward over the prompt (1, n) (model_forward with rows_from = n - 1), storing every layer's
- * keys and values in the empty cache kc; logits (V) of the last row. */
-RxStatus model_prefill(Model *m, KVCache *kc, const int32_t *tokens, int64_t n, float *logits, RxError *err);
-/* Appends one token at position kc->len; logits (V) of the token after it. */
-RxStatus model_decode(Model *m, KVCache *kc, int32_t token, float *logits, RxError *err);
+/* Prepares kc for a sequence of T tokens: the RoPE table of T (dynamic NTK and LongRoPE choose
+ * their frequencies by the length). When those frequencies differ from the cached keys', the
+ * cache is emptied (len 0): under dynamic NTK past its original length every new length starts
+ * again, which is the full forward's cost and result. */
+RxStatus model_cache_for(const Model *m, KVCache *kc, int64_t T, RxError *err);
+/* Appends tokens (n) at positions len..len+n-1 (len + n <= the T of model_cache_for); rows before
+ * `from` (0 <= from < n) are not read afterwards, so the last layer computes rows >= from only
+ * (as Model.rows_from). */
+RxStatus model_extend(Model *m, KVCache *kc, const int32_t *tokens, int64_t n, int64_t from, RxError *err);
+/* Logits (rows, V) of rows [i, i+rows) of the last extension (i >= its from). */
+void model_cache_logits(const Model *m, const KVCache *kc, int64_t i, int64_t rows, float *out);
 
 /* Skip-wise positions (PoSE, Zhu et al. 2024) for Model.positions: rows (rows, T) of T tokens
  * that stand for sequences of len >= T tokens. Each document of a row (docs (rows, T), as

@@ -28,7 +28,7 @@ check "inspect takes the hf:DIR spelling of eval and [model] init" 0 "Hugging Fa
 fx=hf:models/tiny-2k
 tmpd=$(mktemp -d)
 echo '[72, 2.5]' >"$tmpd/frac.json"; echo '{"ids": [72]}' >"$tmpd/object.json"; echo '[72, 258]' >"$tmpd/big.json"; echo '[]' >"$tmpd/empty.json"
-python3 -c "print([72] * 2047)" >"$tmpd/long.json"
+python3 -c "print([72, 101, 108, 108, 111, 32] * 3)" >"$tmpd/long.json"
 echo '{"domains": [{"name": "prose", "heldout_shards": []}]}' >"$tmpd/manifest.json"
 check "eval: a length that is not an integer is named" 2 "'2048.5' in '1024,2048.5' is not an integer" "$ropex" eval $fx --lengths 1024,2048.5
 check "eval: a depth outside 0..1 is named" 2 "'1.5' in '0,1.5' is not in 0..1" "$ropex" eval $fx --depths 0,1.5
@@ -39,11 +39,25 @@ check "eval --tokens: a fractional id is refused" 2 "element 1 is not a token id
 check "eval --tokens: an id outside the vocabulary is refused" 2 "element 1 is not a token id" "$ropex" eval $fx --tokens "$tmpd/big.json"
 check "eval --tokens: a JSON object is refused" 2 "expected a JSON array of token ids" "$ropex" eval $fx --tokens "$tmpd/object.json"
 check "eval --tokens: an empty array is refused" 2 "no token ids" "$ropex" eval $fx --tokens "$tmpd/empty.json"
-check "eval --generate: dynamic NTK across its original length runs full forwards, and says why" 0 \
-  "rope dynamic gives other frequencies at 2049 tokens than at 2047" "$ropex" eval $fx --tokens "$tmpd/long.json" \
-  --generate 3 --set rope.rope_type=dynamic --set rope.factor=2 --set rope.original_max_position_embeddings=2048
-check "eval: progress lines on stderr (--progress 0: after every forward), work weighted by FLOPs, to 100%" 0 \
-  "eval: 100%  passkey at 300 4/4  elapsed" "$ropex" eval $fx --passkey --lengths 200,300 --depths 0,1 --trials 2 --progress 0
+# dynamic NTK past its original length: every new length has other frequencies, so each token
+# is computed as --generate 1 (one forward) on the sequence so far would (an original length of
+# 16 and factor 16 move the base a lot between lengths: keys kept from another length would show)
+dyn="--set rope.rope_type=dynamic --set rope.factor=16 --set rope.original_max_position_embeddings=16"
+gen=$("$ropex" eval $fx --tokens "$tmpd/long.json" --generate 6 $dyn 2>&1)
+cp "$tmpd/long.json" "$tmpd/grow.json"; one=""
+for i in 1 2 3 4 5 6; do
+  t=$("$ropex" eval $fx --tokens "$tmpd/grow.json" --generate 1 $dyn 2>&1 | tr -d '[]')
+  one="$one${one:+, }$t"
+  python3 -c "import json,sys; p=sys.argv[1]; a=json.load(open(p)); a.append(int(sys.argv[2])); json.dump(a, open(p,'w'))" "$tmpd/grow.json" "$t"
+done
+rm "$tmpd/grow.json"
+if [ "$gen" = "[$one]" ]; then echo "PASS eval --generate 6 under dynamic NTK past 16 equals six --generate 1: $gen"
+else echo "FAIL eval --generate 6 under dynamic NTK past 16: $gen, one at a time [$one]"; fi
+pr=$("$ropex" eval $fx --passkey --lengths 200,300 --depths 0,1 --trials 2 --progress 0 2>&1 >/dev/null)
+if grep -q "^eval: 100%  passkey at 300 4/4  elapsed .*  ETA 0m00s$" <<<"$pr" && [ "$(grep -c '^eval: ' <<<"$pr")" -eq 9 ] &&
+   tail -1 <<<"$pr" | grep -q "^eval: done in "; then
+  echo "PASS eval: a progress line on stderr after each of 8 trials (--progress 0), the planned work reaching 100% on the last, then the time taken"
+else echo "FAIL eval: progress lines: $(tr '\n' '|' <<<"$pr" | head -c 600)"; fi
 check "eval: a bad --progress is named" 2 "--progress expects seconds >= 0, got '-1'" "$ropex" eval $fx --progress -1
 check "data tokenize --decode: a fractional id is refused" 2 "element 1 is not a token id of data/byte-tokenizer.json" \
   "$ropex" data tokenize --tokenizer data/byte-tokenizer.json --decode "$tmpd/frac.json"

@@ -197,25 +197,49 @@ static void test_rows_from(void) {
               worst, worst_loss);
 }
 
-/* KV cache (model_prefill + model_decode) against full forwards: after a prompt of 37 tokens,
- * each of 12 appended tokens gives the logits of the full forward's last row, under RoPE
- * methods with and without an attention factor and with kept positions; dynamic NTK across its
- * original length is refused by name (its frequencies change with the length), within it
- * accepted; a full cache and a bad token are refused. */
-#define CACHE_TOL 1e-5   /* float32 rounding: matrix-vector products and a softmax in another order */
+/* KV cache (model_cache_for, model_extend) against full forwards: a prompt of 37 tokens, then 12
+ * more one at a time, then the cache cut back to 20 positions and 25 other tokens appended at
+ * once (rows from 10), each giving the full forward's logits of the same rows, under RoPE methods
+ * with and without an attention factor and with kept positions, and dynamic NTK within and
+ * across its original length (across it, each new length empties the cache: the frequencies
+ * change); a sequence longer than the cache, an extension past model_cache_for's length and a bad
+ * token are refused. */
+/* float32 rounding: matrix products of other shapes and softmax sums in another order; weights of
+ * std 0.2 as in test_rows_from (with 0.3 the logits are larger and the worst measured 1.2e-5),
+ * while a key one position off moves logits by whole units */
+#define CACHE_TOL 1e-5
+static double cache_diff(Model *b, const int32_t *tok, int64_t len, int64_t row0, const float *got, int64_t rows, int *finite) {
+    RxError err;
+    const int64_t V = b->cfg.vocab;
+    float *want = malloc(sizeof(float) * (size_t)(rows * V));
+    ASSERT(model_forward(b, tok, NULL, 1, len, NULL, &err) == RX_OK);
+    model_logits(b, row0, rows, want);
+    double worst = 0;
+    for (int64_t i = 0; i < rows * V; i++) {
+        *finite = *finite && isfinite(got[i]);
+        worst = fmax(worst, fabs((double)got[i] - want[i]) / (1 + fabs((double)want[i])));
+    }
+    free(want);
+    return worst;
+}
+
 static void test_cache(void) {
     const char *ropes[][4] = {   /* key=value pairs for rope_config_set */
         {"rope_type=default", NULL}, {"rope_type=linear", "factor=2", NULL},
         {"rope_type=yarn", "factor=4", "original_max_position_embeddings=16", NULL},
         {"rope_type=llama3", "factor=4", "original_max_position_embeddings=16", NULL},
         {"rope_type=longrope", "original_max_position_embeddings=64", "keep_positions=8", NULL},
-        {"rope_type=dynamic", "factor=2", "original_max_position_embeddings=64", NULL}};
-    const int64_t n = 37, steps = 12, V = 89;
-    int32_t tok[64];
+        {"rope_type=dynamic", "factor=2", "original_max_position_embeddings=64", NULL},
+        {"rope_type=dynamic", "factor=2", "original_max_position_embeddings=40", NULL}};
+    const int64_t n = 37, steps = 12, V = 89, cut = 20, more = 25;
+    int32_t tok[64], other[64];
     Rng r = {seed + 41};
     for (int64_t i = 0; i < n + steps; i++) tok[i] = (int32_t)(rng_next(&r) % (uint64_t)V);
+    memcpy(other, tok, sizeof(int32_t) * cut);
+    for (int64_t i = cut; i < cut + more; i++) other[i] = (int32_t)(rng_next(&r) % (uint64_t)V);
     double worst = 0;
-    int ok = 1;
+    int ok = 1, finite = 1, resets = 0;
+    float *la = malloc(sizeof(float) * (size_t)(more * V));
     for (size_t ri = 0; ri < sizeof ropes / sizeof ropes[0]; ri++) {
         ModelConfig cfg = small_config(ri % 2);
         char msg[256];
@@ -232,38 +256,43 @@ static void test_cache(void) {
         Model a, b;
         RxError err;
         ASSERT(model_init(&a, &cfg, &err) == RX_OK && model_init(&b, &cfg, &err) == RX_OK);
-        model_init_random(&a, seed + 43, 0.3f);
+        model_init_random(&a, seed + 43, 0.2f);
         memcpy(b.params, a.params, a.table.total * 4);
-        float la[89], lb[89];
         KVCache kc;
-        ASSERT(model_cache_init(&a, &kc, n, n + steps, &err) == RX_OK);
+        ASSERT(model_cache_init(&a, &kc, n + steps, &err) == RX_OK);
         for (int64_t s = 0; s <= steps; s++) {
             const int64_t len = n + s;
-            ASSERT((s ? model_decode(&a, &kc, tok[len - 1], la, &err) : model_prefill(&a, &kc, tok, n, la, &err)) == RX_OK);
-            ASSERT(model_forward(&b, tok, NULL, 1, len, NULL, &err) == RX_OK);
-            model_logits(&b, len - 1, 1, lb);
-            for (int64_t v = 0; v < V; v++) {
-                ok = ok && isfinite(la[v]);
-                worst = fmax(worst, fabs((double)la[v] - lb[v]) / (1 + fabs((double)lb[v])));
-            }
+            ASSERT(model_cache_for(&a, &kc, len, &err) == RX_OK);
+            resets += s > 0 && kc.len == 0;
+            const int64_t done = kc.len;
+            ASSERT(model_extend(&a, &kc, tok + done, len - done, len - done - 1, &err) == RX_OK);
+            model_cache_logits(&a, &kc, len - done - 1, 1, la);
+            worst = fmax(worst, cache_diff(&b, tok, len, len - 1, la, 1, &finite));
         }
-        ok = ok && model_decode(&a, &kc, tok[0], la, &err) == RX_ERR_CONFIG && strstr(err.msg, "full");
+        ASSERT(model_cache_for(&a, &kc, cut + more, &err) == RX_OK);
+        kc.len = kc.len < cut ? kc.len : cut;   /* dynamic across its length: emptied, all appended */
+        const int64_t done = kc.len;
+        ASSERT(model_extend(&a, &kc, other + done, cut + more - done, cut + more - done - 10, &err) == RX_OK);
+        model_cache_logits(&a, &kc, cut + more - done - 10, 10, la);
+        worst = fmax(worst, cache_diff(&b, other, cut + more, cut + more - 10, la, 10, &finite));
+        ok = ok && model_cache_for(&a, &kc, n + steps + 1, &err) == RX_ERR_CONFIG && strstr(err.msg, "cache of 49 positions");
+        kc.len = 45;   /* 51 positions: more than any table of this cache holds */
+        ok = ok && model_extend(&a, &kc, tok, 6, 0, &err) == RX_ERR_CONFIG && strstr(err.msg, "model_cache_for(51 or more)");
+        kc.len = 10;
+        other[3] = 89;
+        ok = ok && model_extend(&a, &kc, other, 5, 0, &err) == RX_ERR_FORMAT && strstr(err.msg, "token 89 at row 3");
+        other[3] = tok[3];
         model_cache_free(&kc);
-        ASSERT(model_cache_init(&a, &kc, n, n + 1, &err) == RX_OK);
-        ok = ok && model_decode(&a, &kc, 89, la, &err) == RX_ERR_FORMAT && strstr(err.msg, "vocabulary");
-        model_cache_free(&kc);
-        if (cfg.rope.method == ROPE_DYNAMIC) {   /* 37..64 stay within its original length; 65 does not */
-            RxStatus st = model_cache_init(&a, &kc, n, 65, &err);
-            ok = ok && st == RX_ERR_CONFIG && strstr(err.msg, "dynamic") && strstr(err.msg, "at 65 tokens than at 37");
-            if (st == RX_OK) model_cache_free(&kc);
-        }
         model_free(&a);
         model_free(&b);
     }
-    tu_report(ok && worst <= CACHE_TOL,
-              "KV cache: prompt of 37 then 12 tokens one at a time give the full forward's last-row logits "
-              "(default, linear, yarn, llama3, longrope with kept positions, dynamic within its length); "
-              "dynamic across its length, a full cache and a bad token refused", "worst logit diff %.1e", worst);
+    free(la);
+    /* dynamic NTK with original length 40: lengths 41..49 each start again, and 45 (the cut) too */
+    tu_report(ok && finite && worst <= CACHE_TOL && resets == 9,
+              "KV cache: 37 tokens, 12 more one at a time, then cut to 20 and 25 others at once give the full "
+              "forward's logits (default, linear, yarn, llama3, longrope with kept positions, dynamic within and "
+              "across its length, where each new length starts again); too long, past model_cache_for, bad token refused",
+              "worst logit diff %.1e, %d restarts", worst, resets);
 }
 
 /* Model.positions: RoPE is relative, so shifting every position of a row by the same amount

@@ -125,14 +125,17 @@ static int32_t *heldout_docs(const char *dir, const char *domains, int64_t **len
 
 /* Progress on stderr: a line every `every` seconds (0: after each forward) with the share of the
  * planned work done, each forward weighted by its FLOPs (attention grows with the length, so a
- * window of 8192 tokens weighs more than four of 2048), and the time left at the pace so far. */
+ * window of 8192 tokens weighs more than four of 2048; a passkey trial counts the rows after the
+ * start it shares with the trial before), and the time left at the pace so far. */
 typedef struct {
     const ModelConfig *cfg;
     double every, t0, last, done, total;
-    char what[48];      /* the part running: "perplexity at 8192: window" */
+    char what[48];      /* the part running: "perplexity at 8192" */
     int64_t i, n, T;    /* forwards of T tokens done / planned in this part */
 } Progress;
 
+/* FLOPs of the first T positions of a forward, up to a constant factor (model_flops_per_token
+ * counts a training step: 3x a forward); the rows p..T-1 after a cached start cost W(T) - W(p) */
 static double forward_work(const ModelConfig *c, int64_t T) { return model_flops_per_token(c, T) * (double)T; }
 
 static void progress_part(Progress *p, const char *what, int64_t length, int64_t n, int64_t T) {
@@ -140,10 +143,9 @@ static void progress_part(Progress *p, const char *what, int64_t length, int64_t
     p->i = 0; p->n = n; p->T = T;
 }
 
-static void progress_tick(void *ctx) {
-    Progress *p = ctx;
+static void progress_add(Progress *p, double work) {
     p->i++;
-    p->done += forward_work(p->cfg, p->T);
+    p->done += work;
     const double now = now_s();
     if (now - p->last < p->every) return;
     p->last = now;
@@ -153,6 +155,19 @@ static void progress_tick(void *ctx) {
     fprintf(stderr, "eval: %3.0f%%  %s %lld/%lld  elapsed %s  ETA %s\n", 100.0 * p->done / p->total, p->what,
             (long long)p->i, (long long)p->n, el, left);
     fflush(stderr);
+}
+
+/* positions two prompts share from their start, short of the last of b (passkey_trial computes
+ * the answer rows from there) */
+static int64_t common_start(const int32_t *a, int64_t na, const int32_t *b, int64_t nb) {
+    int64_t c = 0;
+    while (a && c < na && c < nb - 1 && a[c] == b[c]) c++;
+    return c;
+}
+
+static void progress_tick(void *ctx) {   /* one forward of the part's T tokens */
+    Progress *p = ctx;
+    progress_add(p, forward_work(p->cfg, p->T));
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -224,21 +239,15 @@ int cmd_eval(int argc, char **argv) {
             ids = realloc(ids, sizeof(int32_t) * (size_t)(n + generate));
             float *row = malloc(sizeof(float) * (size_t)m.cfg.vocab);
             KVCache kc;   /* the last generated token is never fed back: n + generate - 1 positions */
-            RxError ce;
-            const int cached = model_cache_init(&m, &kc, n, n + generate - 1, &ce) == RX_OK;
-            if (!cached && ce.code != RX_ERR_CONFIG) die("%s", ce.msg);
-            if (!cached) fprintf(stderr, "eval --generate: %s; running one full forward per token instead\n", ce.msg);
+            if (model_cache_init(&m, &kc, n + generate - 1, &e) != RX_OK) die("%s", e.msg);
             printf("[");
             for (int64_t g = 0; g < generate; g++, n++) {
-                RxStatus st;
-                if (cached) st = g ? model_decode(&m, &kc, ids[n - 1], row, &e) : model_prefill(&m, &kc, ids, n, row, &e);
-                else {
-                    m.rows_from = n - 1;   /* only the last row's logits are read */
-                    st = model_forward(&m, ids, NULL, 1, n, NULL, &e);
-                    m.rows_from = 0;
-                    if (st == RX_OK) model_logits(&m, n - 1, 1, row);
-                }
-                if (st != RX_OK) die("%s", e.msg);
+                /* the tokens not cached yet: the prompt, then the last one generated (all of them
+                 * again where the RoPE frequencies change with the length: dynamic NTK) */
+                if (model_cache_for(&m, &kc, n, &e) != RX_OK) die("%s", e.msg);
+                const int64_t done = kc.len;
+                if (model_extend(&m, &kc, ids + done, n - done, n - done - 1, &e) != RX_OK) die("%s", e.msg);
+                model_cache_logits(&m, &kc, n - done - 1, 1, row);
                 int64_t best = 0;
                 for (int64_t v = 1; v < m.cfg.vocab; v++) if (row[v] > row[best]) best = v;
                 ids[n] = (int32_t)best;
@@ -246,7 +255,7 @@ int cmd_eval(int argc, char **argv) {
                 fflush(stdout);
             }
             printf("]\n");
-            if (cached) model_cache_free(&kc);
+            model_cache_free(&kc);
             free(row);
         } else {
             double *lp = malloc(sizeof(double) * (size_t)(n + 1));
@@ -257,6 +266,7 @@ int cmd_eval(int argc, char **argv) {
             free(lp);
         }
         free(ids);
+        file_blobs_free(&tok_files);
         model_free(&m);
         return 0;
     }
@@ -264,6 +274,7 @@ int cmd_eval(int argc, char **argv) {
     Progress prog = {.cfg = &m.cfg, .every = progress_every, .t0 = now_s()};
     prog.last = prog.t0;
     Tokenizer *t = NULL;   /* --passkey: loaded and every length checked before any evaluation */
+    int64_t pk_cap = 0;    /* the longest trial; with 16 positions to spare for keys of more tokens */
     if (passkey) {
         char tp[1300];
         if (tok_path || data) {
@@ -277,13 +288,28 @@ int cmd_eval(int argc, char **argv) {
             t = tokenizer_parse(tp, (const char *)b->data, b->len, err, sizeof err);
         }
         if (!t) die("%s", err);
-        for (int64_t i = 0; i < n_len; i++) {   /* every length holds a prompt, before any is run */
-            int64_t n, kp, na;
-            int32_t *ans, *p = passkey_prompt(t, (int64_t)lengths[i], 0, 12345, &n, &kp, &ans, &na, err, sizeof err);
-            if (!p) die("eval --passkey: %s", err);
-            free(p); free(ans);
-            prog.total += (double)(n_dep * trials) * forward_work(&m.cfg, n + na - 1);   /* a trial's forward */
-        }
+        int32_t *before = NULL;   /* a prompt of the cell before */
+        int64_t n_before = 0;
+        for (int64_t i = 0; i < n_len; i++)   /* every length holds a prompt, before any is run */
+            for (int64_t j = 0; j < n_dep; j++) {
+                int64_t n, n2, kp, na;
+                int32_t *ans, *p = passkey_prompt(t, (int64_t)lengths[i], depths[j], 12345, &n, &kp, &ans, &na, err, sizeof err);
+                if (!p) die("eval --passkey: %s", err);
+                free(ans);
+                int32_t *p2 = passkey_prompt(t, (int64_t)lengths[i], depths[j], 67890, &n2, &kp, &ans, &na, err, sizeof err);
+                free(ans);
+                /* the trials of a cell share the filler before the key (and the words before its
+                 * digits); the first shares with the cell before what its prompt has in common */
+                const double full = forward_work(&m.cfg, n + na - 1);
+                prog.total += full - forward_work(&m.cfg, common_start(before, n_before, p, n)) +
+                              (double)(trials - 1) * (full - forward_work(&m.cfg, common_start(p, n, p2, n2)));
+                free(before);
+                free(p);
+                before = p2;
+                n_before = n2;
+                if (n + na - 1 > pk_cap) pk_cap = n + na - 1;
+            }
+        free(before);
     }
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "checkpoint", ckpt);
@@ -334,6 +360,11 @@ int cmd_eval(int argc, char **argv) {
     }
     if (passkey) {
         Rng rng = {12345};
+        /* the trials share their start (BOS and the filler before the key) with the trial before:
+         * a KV cache keeps it; the forward's buffers of the perplexity part are given back first */
+        model_drop_buffers(&m);
+        KVCache kc;
+        if (model_cache_init(&m, &kc, pk_cap + 16, &e) != RX_OK) die("%s", e.msg);
         cJSON *pk = cJSON_AddArrayToObject(out, "passkey");
         printf("passkey accuracy (%lld random keys per cell)\n%8s", (long long)trials, "length");
         for (int64_t j = 0; j < n_dep; j++) printf("  depth %.2f", depths[j]);
@@ -354,8 +385,8 @@ int cmd_eval(int argc, char **argv) {
                     int32_t *p = passkey_prompt(t, (int64_t)lengths[i], depths[j], key, &n, &kp, &ans, &na, err, sizeof err);
                     if (!p) die("%s", err);
                     if (j == 0 && k == 0) progress_part(&prog, "passkey", (int64_t)lengths[i], n_dep * trials, n + na - 1);
-                    int r = passkey_trial(&m, p, n, ans, na, err, sizeof err);
-                    progress_tick(&prog);
+                    int r = passkey_trial(&m, &kc, p, n, ans, na, err, sizeof err);
+                    progress_add(&prog, forward_work(&m.cfg, n + na - 1) - forward_work(&m.cfg, kc.len - kc.n));
                     if (r < 0) die("%s", err);
                     hits += r;
                     dist += (double)(n - kp) / (double)trials;
@@ -379,7 +410,13 @@ int cmd_eval(int argc, char **argv) {
         }
         printf("k_max %lld (largest length at which every depth succeeds at least 20%%)\n", (long long)kmax);
         cJSON_AddNumberToObject(out, "k_max", (double)kmax);
+        model_cache_free(&kc);
         tokenizer_free(t);
+    }
+    if (prog.total > 0) {
+        char el[32];
+        fmt_time(now_s() - prog.t0, el, sizeof el);
+        fprintf(stderr, "eval: done in %s\n", el);
     }
     if (json_out) {
         char *text = cJSON_Print(out);

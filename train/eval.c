@@ -102,19 +102,29 @@ int32_t *passkey_prompt(const Tokenizer *t, int64_t length, double depth, int ke
     return p;
 }
 
-int passkey_trial(Model *m, const int32_t *prompt, int64_t n, const int32_t *answer, int64_t n_answer,
-                  char *err, size_t errlen) {
+int passkey_trial(Model *m, KVCache *kc, const int32_t *prompt, int64_t n, const int32_t *answer,
+                  int64_t n_answer, char *err, size_t errlen) {
     int64_t T = n + n_answer - 1;
     int32_t *seq = malloc(sizeof(int32_t) * (size_t)T);
     memcpy(seq, prompt, sizeof(int32_t) * (size_t)n);
     memcpy(seq + n, answer, sizeof(int32_t) * (size_t)(n_answer - 1));
-    RxError e;
-    m->rows_from = n - 1;   /* only the answer positions' logits are read */
-    RxStatus st = model_forward(m, seq, NULL, 1, T, NULL, &e);
-    m->rows_from = 0;
-    if (st != RX_OK) { free(seq); return data_fail(err, errlen, "%s", e.msg); }
     float *logits = malloc(sizeof(float) * (size_t)(n_answer * m->cfg.vocab));
-    model_logits(m, n - 1, n_answer, logits);
+    RxError e;
+    RxStatus st;
+    if (kc && T <= kc->cap) {
+        st = model_cache_for(m, kc, T, &e);
+        int64_t same = 0;   /* positions whose keys and values are cached already; the answer rows are computed */
+        while (st == RX_OK && same < kc->len && same < n - 1 && kc->tokens[same] == seq[same]) same++;
+        kc->len = same;
+        if (st == RX_OK) st = model_extend(m, kc, seq + same, T - same, n - 1 - same, &e);
+        if (st == RX_OK) model_cache_logits(m, kc, n - 1 - same, n_answer, logits);
+    } else {
+        m->rows_from = n - 1;   /* only the answer positions' logits are read */
+        st = model_forward(m, seq, NULL, 1, T, NULL, &e);
+        m->rows_from = 0;
+        if (st == RX_OK) model_logits(m, n - 1, n_answer, logits);
+    }
+    if (st != RX_OK) { free(seq); free(logits); return data_fail(err, errlen, "%s", e.msg); }
     int ok = 1;
     for (int64_t i = 0; i < n_answer; i++) {
         const float *row = logits + i * m->cfg.vocab;

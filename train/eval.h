@@ -40,9 +40,11 @@ int32_t *passkey_prompt(const Tokenizer *t, int64_t length, double depth, int ke
                         int64_t *key_pos, int32_t **answer, int64_t *n_answer, char *err, size_t errlen);
 
 /* 1 when greedy decoding after the prompt produces the answer (checked in one forward pass by
- * teacher forcing: every position's argmax must be the next answer token). */
-int passkey_trial(Model *m, const int32_t *prompt, int64_t n, const int32_t *answer, int64_t n_answer,
-                  char *err, size_t errlen);
+ * teacher forcing: every position's argmax must be the next answer token). With a KV cache kc
+ * (NULL: a full forward), the start the prompt shares with the cached tokens (the filler before
+ * the key, when the trial before had the same or a later depth) is not computed again. */
+int passkey_trial(Model *m, KVCache *kc, const int32_t *prompt, int64_t n, const int32_t *answer,
+                  int64_t n_answer, char *err, size_t errlen);
 
 /* log p(tokens[i] | tokens[<i]) for i >= 1 into logp[i] (logp[0] = NAN). */
 int eval_logprobs(Model *m, const int32_t *tokens, int64_t n, double *logp, char *err, size_t errlen);

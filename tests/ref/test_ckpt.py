@@ -340,6 +340,12 @@ def test_bad_input():
     expect("config.json missing a required key", ["import", "hf", bad_dir("cfgkey", no_key), os.path.join(TMP, "x.h5")],
            'config.json: missing required key "num_attention_heads"')
 
+    def huge_config(d, t):   # read sized by the file, so the 16 MiB limit is checked before reading
+        with open(os.path.join(d, "config.json"), "a") as f:
+            f.write(" " * (17 << 20))
+    expect("config.json over its size limit", ["import", "hf", bad_dir("cfgsize", huge_config), os.path.join(TMP, "x.h5")],
+           "config.json: larger than 16777216 bytes")
+
     other = os.path.join(TMP, "other.h5")
     with h5py.File(other, "w") as f:
         f["data"] = np.arange(10)
