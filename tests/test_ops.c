@@ -347,6 +347,30 @@ static void test_attention(void) {
     free(doc);
 }
 
+/* attention_decode (one query against cached keys, inference only: no backward) against the
+ * reference kernel's last row of the causal sequence those keys and values make; the same
+ * tolerance as the tiled kernel's (sgemv sums in another order than the per-row loop) */
+static void test_attention_decode(void) {
+    const int64_t shapes[][4] = {{1, 4, 2, 6}, {13, 4, 2, 6}, {203, 6, 2, 16}, {300, 9, 3, 64}};   /* T, NH, NKV, HS */
+    double worst = 0;
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        const int64_t T = shapes[c][0], NH = shapes[c][1], NKV = shapes[c][2], HS = shapes[c][3];
+        float *q = vec((size_t)(T * NH * HS), 1.0), *k = vec((size_t)(T * NKV * HS), 1.0);
+        float *v = vec((size_t)(T * NKV * HS), 1.0), *out = zeros((size_t)(T * NH * HS));
+        float *lse = zeros((size_t)(NH * T)), *got = zeros((size_t)(NH * HS)), *scores = zeros((size_t)(NH * T));
+        attention_ref_forward(out, lse, q, k, v, NULL, 1, T, NH, NKV, HS);
+        attention_decode(got, scores, q + (T - 1) * NH * HS, k, v, T, NH, NKV, HS);
+        const float *want = out + (T - 1) * NH * HS;
+        for (int64_t i = 0; i < NH * HS; i++) {
+            double e = fabs((double)got[i] - want[i]) / (2e-6 + 1e-4 * fabs(want[i]));
+            if (!(e <= worst)) worst = e;
+        }
+        free(q); free(k); free(v); free(out); free(lse); free(got); free(scores);
+    }
+    tu_report(worst <= 1, "attention_decode equals the reference kernel's last row (T = 1, 13, 203, 300; GQA; HS 6, 16, 64)",
+              "worst err/tol %.3f", worst);
+}
+
 /* ---- swiglu ---- */
 typedef struct { int64_t N, H; float *gate, *up, *dgate, *dup, *out, *r; } SwiCtx;
 static double swi_f(void *p) {
@@ -517,6 +541,7 @@ int main(void) {
     test_linear();
     test_rope();
     test_attention();
+    test_attention_decode();
     test_attention_memory(2, 300, 4, 2, 64);
     test_attention_memory(1, 2048, 9, 3, 64);
     test_swiglu();
