@@ -297,6 +297,7 @@ int cmd_eval(int argc, char **argv) {
                 if (!p) die("eval --passkey: %s", err);
                 free(ans);
                 int32_t *p2 = passkey_prompt(t, (int64_t)lengths[i], depths[j], 67890, &n2, &kp, &ans, &na, err, sizeof err);
+                if (!p2) die("eval --passkey: %s", err);
                 free(ans);
                 /* the trials of a cell share the filler before the key (and the words before its
                  * digits); the first shares with the cell before what its prompt has in common */
@@ -328,19 +329,19 @@ int cmd_eval(int argc, char **argv) {
          * `stride` targets (with one length, the classic sliding window) */
         int64_t align = 0;
         for (int64_t i = 0; n_len > 1 && i < n_len; i++) if ((int64_t)lengths[i] > align) align = (int64_t)lengths[i];
-        for (int64_t i = 0; i < n_len; i++) {   /* the windows every length will run, for the progress */
+        int64_t windows[16];   /* the windows each length will run, for the progress */
+        for (int64_t i = 0; i < n_len; i++) {
             PplResult r;
             if (eval_perplexity(NULL, all, lens, nd, (int64_t)lengths[i], stride, align, max_windows, NULL, NULL, &r, err, sizeof err))
                 die("%s", err);
+            windows[i] = r.windows;
             prog.total += (double)r.windows * forward_work(&m.cfg, (int64_t)lengths[i]);
         }
         cJSON *pp = cJSON_AddArrayToObject(out, "perplexity");
         printf("%8s %10s %6s %8s %10s\n", "window", "perplexity", "docs", "windows", "tokens");
         for (int64_t i = 0; i < n_len; i++) {
             PplResult r;
-            if (eval_perplexity(NULL, all, lens, nd, (int64_t)lengths[i], stride, align, max_windows, NULL, NULL, &r, err, sizeof err))
-                die("%s", err);
-            progress_part(&prog, "perplexity", (int64_t)lengths[i], r.windows, (int64_t)lengths[i]);
+            progress_part(&prog, "perplexity", (int64_t)lengths[i], windows[i], (int64_t)lengths[i]);
             if (eval_perplexity(&m, all, lens, nd, (int64_t)lengths[i], stride, align, max_windows, progress_tick, &prog, &r, err, sizeof err))
                 die("%s", err);
             printf("%8lld %10.3f %6lld %8lld %10lld%s\n", (long long)r.window, r.ppl, (long long)r.docs,
