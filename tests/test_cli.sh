@@ -28,7 +28,7 @@ check "inspect takes the hf:DIR spelling of eval and [model] init" 0 "Hugging Fa
 fx=hf:models/tiny-2k
 tmpd=$(mktemp -d)
 echo '[72, 2.5]' >"$tmpd/frac.json"; echo '{"ids": [72]}' >"$tmpd/object.json"; echo '[72, 258]' >"$tmpd/big.json"; echo '[]' >"$tmpd/empty.json"
-python3 -c "print([72, 101, 108, 108, 111, 32] * 3)" >"$tmpd/long.json"
+python3 -c "print([72, 101, 108, 108, 111, 32] * 3)" >"$tmpd/dyn.json"
 echo '{"domains": [{"name": "prose", "heldout_shards": []}]}' >"$tmpd/manifest.json"
 check "eval: a length that is not an integer is named" 2 "'2048.5' in '1024,2048.5' is not an integer" "$ropex" eval $fx --lengths 1024,2048.5
 check "eval: a depth outside 0..1 is named" 2 "'1.5' in '0,1.5' is not in 0..1" "$ropex" eval $fx --depths 0,1.5
@@ -43,8 +43,8 @@ check "eval --tokens: an empty array is refused" 2 "no token ids" "$ropex" eval 
 # is computed as --generate 1 (one forward) on the sequence so far would (an original length of
 # 16 and factor 16 move the base a lot between lengths: keys kept from another length would show)
 dyn="--set rope.rope_type=dynamic --set rope.factor=16 --set rope.original_max_position_embeddings=16"
-gen=$("$ropex" eval $fx --tokens "$tmpd/long.json" --generate 6 $dyn 2>&1)
-cp "$tmpd/long.json" "$tmpd/grow.json"; one=""
+gen=$("$ropex" eval $fx --tokens "$tmpd/dyn.json" --generate 6 $dyn 2>&1)
+cp "$tmpd/dyn.json" "$tmpd/grow.json"; one=""
 for i in 1 2 3 4 5 6; do
   t=$("$ropex" eval $fx --tokens "$tmpd/grow.json" --generate 1 $dyn 2>&1 | tr -d '[]')
   one="$one${one:+, }$t"
