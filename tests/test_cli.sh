@@ -58,6 +58,8 @@ if grep -q "^eval: 100%  passkey at 300 4/4  elapsed .*  ETA 0m00s$" <<<"$pr" &&
    tail -1 <<<"$pr" | grep -q "^eval: done in "; then
   echo "PASS eval: a progress line on stderr after each of 8 trials (--progress 0), the planned work reaching 100% on the last, then the time taken"
 else echo "FAIL eval: progress lines: $(tr '\n' '|' <<<"$pr" | head -c 600)"; fi
+check "eval: a bad --eos is named" 2 "--eos: '258' is not none or a token id in 0..257" "$ropex" eval $fx --tokens "$tmpd/dyn.json" --generate 2 --eos 258
+check "eval: --eos without --generate is refused" 2 "--eos goes with --generate N" "$ropex" eval $fx --tokens "$tmpd/dyn.json" --eos 257
 check "eval: a bad --progress is named" 2 "--progress expects seconds >= 0, got '-1'" "$ropex" eval $fx --progress -1
 check "data tokenize --decode: a fractional id is refused" 2 "element 1 is not a token id of data/byte-tokenizer.json" \
   "$ropex" data tokenize --tokenizer data/byte-tokenizer.json --decode "$tmpd/frac.json"

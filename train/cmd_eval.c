@@ -17,7 +17,7 @@ static const char HELP[] =
     "                  [--max-windows N] [--passkey] [--depths 0,0.25,0.5,0.75,1] [--trials N]\n"
     "                  [--tokenizer tokenizer.json] [--set rope.KEY=VALUE ...] [--json OUT.json]\n"
     "                  [--label NAME] [--progress SECONDS]\n"
-    "       ropex eval CHECKPOINT --tokens IDS.json [--generate N] [--set rope.KEY=VALUE ...]\n"
+    "       ropex eval CHECKPOINT --tokens IDS.json [--generate N [--eos ID|none]] [--set rope.KEY=VALUE ...]\n"
     "\n"
     "CHECKPOINT: a ropex .h5 file or hf:DIR (a Hugging Face model directory).\n"
     "Perplexity at each window length over the held-out documents of DIR: sliding windows with a\n"
@@ -25,13 +25,15 @@ static const char HELP[] =
     "longer than the longest are used and windows end at the same places, so every length scores the\n"
     "same tokens with more or less context (with one length, a document's first window counts every\n"
     "token). --max-windows (default 16) bounds the windows per length, spread over the documents.\n"
-    "and with --passkey the passkey retrieval accuracy per (length, depth) cell with random 5-digit\n"
+    "With --passkey, also the passkey retrieval accuracy per (length, depth) cell with random 5-digit\n"
     "keys, plus k_max (the largest length at which every depth succeeds at least 20%). --set\n"
     "changes the RoPE for the evaluation (e.g. PI without training, or dynamic NTK). --tokens\n"
     "prints log p(token | prefix) for a JSON array of ids (as `ropex data tokenize` prints); with\n"
     "--generate N, the N tokens greedy decoding appends to them instead (one forward over the ids,\n"
     "then one row per token against a KV cache; dynamic NTK across its original length, whose\n"
-    "frequencies change with the length, runs a full forward per token). --domains limits the\n"
+    "frequencies change with the length, runs a full forward per token); it stops after the end-of-\n"
+    "sequence token, printed last: --eos ID, else generation_config.json's eos_token_id, else the\n"
+    "EOS of the checkpoint's tokenizer.json (--eos none: always N tokens). --domains limits the\n"
     "perplexity to those domains' held-out documents (default: every domain); --label names the\n"
     "model in the JSON (and in `ropex plot`'s legends). A progress line (share of the work done,\n"
     "weighted by each forward's FLOPs, and the time left) goes to stderr every --progress seconds\n"
@@ -170,8 +172,45 @@ static void progress_tick(void *ctx) {   /* one forward of the part's T tokens *
     progress_add(p, forward_work(p->cfg, p->T));
 }
 
+/* The token that ends --generate: --eos ID, else generation_config.json's eos_token_id (the
+ * first, when a list), else the EOS of the stored tokenizer.json; -1 for none. */
+static int64_t generation_eos(const char *opt, const FileBlobs *files, const char *ckpt, int64_t vocab) {
+    if (opt && !strcmp(opt, "none")) return -1;
+    if (opt) {
+        char *end;
+        long long v = strtoll(opt, &end, 10);
+        if (*opt == '\0' || *end || v < 0 || v >= vocab)
+            die("eval --eos: '%s' is not none or a token id in 0..%lld", opt, (long long)vocab - 1);
+        return v;
+    }
+    for (int i = 0; i < files->n; i++) {
+        if (strcmp(files->items[i].name, "generation_config.json")) continue;
+        cJSON *root = cJSON_ParseWithLength((const char *)files->items[i].data, files->items[i].len);
+        const cJSON *e = root ? cJSON_GetObjectItemCaseSensitive(root, "eos_token_id") : NULL;
+        if (cJSON_IsArray(e)) e = cJSON_GetArrayItem(e, 0);
+        int64_t v = cJSON_IsNumber(e) ? (int64_t)e->valuedouble : -2;
+        int bad = root && e && (!cJSON_IsNumber(e) || e->valuedouble != (double)v || v < 0 || v >= vocab);
+        cJSON_Delete(root);
+        if (!root) die("%s: generation_config.json is not valid JSON (pass --eos ID or --eos none)", ckpt);
+        if (bad) die("%s: generation_config.json: eos_token_id is not a token id in 0..%lld (pass --eos ID or --eos none)",
+                     ckpt, (long long)vocab - 1);
+        if (e) return v;
+    }
+    for (int i = 0; i < files->n; i++) {
+        if (strcmp(files->items[i].name, "tokenizer.json")) continue;
+        char name[1300], err[1024];
+        snprintf(name, sizeof name, "%s (its tokenizer.json)", ckpt);
+        Tokenizer *t = tokenizer_parse(name, (const char *)files->items[i].data, files->items[i].len, err, sizeof err);
+        if (!t) die("%s (pass --eos ID or --eos none)", err);
+        int64_t v = tokenizer_eos(t);
+        tokenizer_free(t);
+        return v < vocab ? v : -1;
+    }
+    return -1;
+}
+
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *domains = NULL, *label = NULL, *tok_path = NULL, *json_out = NULL, *tokens_path = NULL;
+    const char *ckpt = NULL, *eos_opt = NULL, *data = NULL, *domains = NULL, *label = NULL, *tok_path = NULL, *json_out = NULL, *tokens_path = NULL;
     double lengths[16] = {2048, 4096, 8192}, depths[16] = {0, 0.25, 0.5, 0.75, 1};
     int64_t n_len = 3, n_dep = 5, stride = 256, max_windows = 16, trials = 5, generate = 0;
     int passkey = 0;
@@ -196,6 +235,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--json") && more) json_out = argv[++i];
         else if (!strcmp(a, "--tokens") && more) tokens_path = argv[++i];
         else if (!strcmp(a, "--generate") && more) generate = parse_positive(a, argv[++i]);
+        else if (!strcmp(a, "--eos") && more) eos_opt = argv[++i];
         else if (!strcmp(a, "--passkey")) passkey = 1;
         else if (!strcmp(a, "--progress") && more) {
             char *end;
@@ -210,6 +250,7 @@ int cmd_eval(int argc, char **argv) {
         else die("eval: more than one CHECKPOINT ('%s')", a);
     }
     if (!ckpt) die("eval: missing CHECKPOINT (see ropex eval --help)");
+    if (eos_opt && !generate) die("eval: --eos goes with --generate N");
     if (!strncmp(ckpt, "hf:", 3) ? hf_import(ckpt + 3, &m, &tok_files, &e) != RX_OK
                                  : ckpt_load(ckpt, &m, NULL, NULL, NULL, &tok_files, &e) != RX_OK)
         die("%s", e.msg);
@@ -235,7 +276,8 @@ int cmd_eval(int argc, char **argv) {
         int32_t *ids = data_parse_ids(tokens_path, text, len, "this model", (long long)m.cfg.vocab, &n, err, sizeof err);
         free(text);
         if (!ids) die("%s", err);
-        if (generate > 0) {   /* greedy continuation */
+        if (generate > 0) {   /* greedy continuation, up to N tokens or the EOS */
+            const int64_t eos = generation_eos(eos_opt, &tok_files, ckpt, m.cfg.vocab);
             ids = realloc(ids, sizeof(int32_t) * (size_t)(n + generate));
             float *row = malloc(sizeof(float) * (size_t)m.cfg.vocab);
             KVCache kc;   /* the last generated token is never fed back: n + generate - 1 positions */
@@ -253,6 +295,7 @@ int cmd_eval(int argc, char **argv) {
                 ids[n] = (int32_t)best;
                 printf(g ? ", %lld" : "%lld", (long long)best);
                 fflush(stdout);
+                if (best == eos) break;
             }
             printf("]\n");
             model_cache_free(&kc);

@@ -95,6 +95,23 @@ def main():
             seq.append(nxt)
         report(gen == want_gen, "greedy decoding (--generate 12) matches the PyTorch reference's greedy continuation",
                f"ropex {gen}, reference {want_gen}" if gen != want_gen else str(gen))
+        # the end-of-sequence token stops generation, printed last: --eos ID, or the checkpoint's
+        # generation_config.json (eos_token_id a list, the first counting); --eos none runs to N
+        k = want_gen.index(want_gen[5])   # the first place the reference makes that token
+        stop = want_gen[:k + 1]
+        def gen_with(ckpt, *extra):
+            r = subprocess.run([ropex, "eval", ckpt, "--tokens", os.path.join(tmp, "prompt.json"), "--generate", "12",
+                                *extra], capture_output=True, text=True)
+            return json.loads(r.stdout) if r.returncode == 0 else r.stderr.strip()[:200]
+        got = gen_with(rck, "--eos", str(want_gen[5]))
+        report(got == stop, f"--generate 12 --eos {want_gen[5]} stops after that token ({k + 1} tokens)", f"ropex {got}, want {stop}")
+        with open(os.path.join(rdir, "generation_config.json"), "w") as f:
+            json.dump({"bos_token_id": 0, "eos_token_id": [want_gen[5], 82]}, f)
+        rck2 = os.path.join(tmp, "random-eos.h5")
+        subprocess.run([ropex, "import", "hf", rdir, rck2], check=True, capture_output=True)
+        got, full = gen_with(rck2), gen_with(rck2, "--eos", "none")
+        report(got == stop and full == want_gen, "--generate stops at generation_config.json's eos_token_id; --eos none writes all N",
+               f"ropex {got} and {full}, want {stop} and {want_gen}")
         r2 = subprocess.run([ropex, "eval", ck, "--data", data, "--lengths", "128,256", "--stride", "32", "--passkey",
                              "--trials", "2", "--depths", "0,0.5,1", "--json", os.path.join(tmp, "ev.json")],
                             capture_output=True, text=True)
