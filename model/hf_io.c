@@ -290,6 +290,18 @@ RxStatus hf_export(const char *dir, const Model *m, const FileBlobs *tok, int bf
     cJSON_AddBoolToObject(j, "attention_bias", 0);
     cJSON_AddBoolToObject(j, "mlp_bias", 0);
     cJSON_AddStringToObject(j, "torch_dtype", bf16 ? "bfloat16" : "float32");
+    /* config.json names the special ids as Hugging Face's own do (LlamaConfig otherwise assumes
+     * BOS 1 and EOS 2); they come from the generation_config.json that travels with the weights */
+    for (int i = 0; tok && i < tok->n; i++) {
+        if (strcmp(tok->items[i].name, "generation_config.json")) continue;
+        cJSON *g = cJSON_ParseWithLength((const char *)tok->items[i].data, tok->items[i].len);
+        const char *keys[] = {"bos_token_id", "eos_token_id", "pad_token_id"};
+        for (int k = 0; g && k < 3; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(g, keys[k]);
+            if (cJSON_IsNumber(v) || cJSON_IsArray(v)) cJSON_AddItemToObject(j, keys[k], cJSON_Duplicate(v, 1));
+        }
+        cJSON_Delete(g);
+    }
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     char path[4200];

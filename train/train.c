@@ -1,4 +1,5 @@
 /* ropex train: the training loop, its checkpoints and exact resume. */
+#include <cJSON.h>
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
@@ -188,13 +189,18 @@ typedef struct {
 } Run;
 
 /* A model trained from scratch keeps the tokenizer of its data (data.dir/tokenizer.json), so that
- * its checkpoints export and evaluate without being told which tokenizer made the ids. */
-static void check_data_tokenizer(const RunConfig *rc, int64_t vocab, char *path, size_t pathlen) {
+ * its checkpoints export and evaluate without being told which tokenizer made the ids, and a
+ * generation_config.json naming its BOS and EOS ids, which Hugging Face's generate (and ropex
+ * eval --generate) stop at and export copies into config.json. */
+static void check_data_tokenizer(const RunConfig *rc, int64_t vocab, char *path, size_t pathlen, int64_t *bos,
+                                 int64_t *eos) {
     char err[512];
     snprintf(path, pathlen, "%s/tokenizer.json", rc->data_dir);
     Tokenizer *t = tokenizer_load(path, err, sizeof err);
     if (!t) die("%s", err);
-    int64_t v = tokenizer_vocab_size(t);
+    const int64_t v = tokenizer_vocab_size(t);
+    *bos = tokenizer_bos(t);
+    *eos = tokenizer_eos(t);
     tokenizer_free(t);
     if (v > vocab)
         die("%s has %lld tokens but the model's vocab_size is %lld: set model.vocab_size >= %lld", path, (long long)v,
@@ -203,16 +209,28 @@ static void check_data_tokenizer(const RunConfig *rc, int64_t vocab, char *path,
 
 static void store_data_tokenizer(const RunConfig *rc, const Model *m, FileBlobs *tok) {
     char path[CONFIG_PATH_MAX + 32];
-    check_data_tokenizer(rc, m->cfg.vocab, path, sizeof path);
+    int64_t bos, eos;
+    check_data_tokenizer(rc, m->cfg.vocab, path, sizeof path, &bos, &eos);
     size_t len;
     char *data = data_read_file(path, &len);
     if (!data) die("%s: cannot read", path);
-    tok->items = calloc(1, sizeof(FileBlob));
+    tok->items = calloc(2, sizeof(FileBlob));
     if (!tok->items) die("out of memory");
     snprintf(tok->items[0].name, sizeof tok->items[0].name, "tokenizer.json");
     tok->items[0].data = (uint8_t *)data;
     tok->items[0].len = len;
     tok->n = 1;
+    if (bos < 0 && eos < 0) return;
+    cJSON *g = cJSON_CreateObject();
+    if (bos >= 0) cJSON_AddNumberToObject(g, "bos_token_id", (double)bos);
+    if (eos >= 0) cJSON_AddNumberToObject(g, "eos_token_id", (double)eos);
+    char *text = cJSON_Print(g);
+    cJSON_Delete(g);
+    if (!text) die("out of memory");
+    snprintf(tok->items[1].name, sizeof tok->items[1].name, "generation_config.json");
+    tok->items[1].data = (uint8_t *)text;
+    tok->items[1].len = strlen(text);
+    tok->n = 2;
 }
 
 /* Rank 0 writes; every rank's stream is at the same position (each reads every sequence of a step
@@ -298,7 +316,10 @@ int cmd_train(int argc, char **argv) {
             printf("%s: %s does not exist yet (ropex data prepare makes it): the data keys are checked against it "
                    "once it does\n", cfg_path, manifest);
         } else {
-            if (rc.model_preset[0]) check_data_tokenizer(&rc, mc.vocab, tpath, sizeof tpath);   /* from scratch */
+            if (rc.model_preset[0]) {   /* from scratch */
+                int64_t bos, eos;
+                check_data_tokenizer(&rc, mc.vocab, tpath, sizeof tpath, &bos, &eos);
+            }
             Stream *ss, *s = open_streams(&rc, mc.vocab, 1, &ss);
             stream_close(s);
             if (ss) stream_close(ss);

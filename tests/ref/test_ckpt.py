@@ -111,6 +111,7 @@ def test_roundtrips():
                 "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_theta", "max_position_embeddings",
                 "tie_word_embeddings"]
         kept = all(c[k] == src_cfg[k] for k in keys) and c["architectures"] == ["LlamaForCausalLM"]
+        kept = kept and c.get("bos_token_id") == 1   # from the generation_config.json hf_write writes
         tok = all(os.path.exists(os.path.join(out, n)) for n in ("tokenizer.json", "generation_config.json"))
         report(same and kept and tok, f"HF {name} -> import -> export ({dtype}): tensors bitwise, config.json keys and tokenizer files kept",
                f"tensors {'same' if same else 'DIFFER'}, config {'kept' if kept else 'changed: ' + json.dumps(c)}")

@@ -186,6 +186,15 @@ def test_headline(data):
            cfgj.get("rope_scaling", {}).get("rope_type") == "linear",
            "the final checkpoint exports to a new nested Hugging Face directory with the run's RoPE",
            r.stderr.strip()[:200])
+    # a model trained from scratch names its data tokenizer's BOS and EOS ids for Hugging Face:
+    # in generation_config.json (generate stops at its eos_token_id) and in config.json
+    man = json.load(open(os.path.join(data, "manifest.json")))
+    gen_path = os.path.join(exported, "generation_config.json")
+    genj = json.load(open(gen_path)) if os.path.exists(gen_path) else {}
+    want = {"bos_token_id": man["bos_id"], "eos_token_id": man["eos_id"]}
+    got = ({k: genj.get(k) for k in want}, {k: cfgj.get(k) for k in want})
+    report(got == (want, want), "the exported from-scratch model names its tokenizer's BOS and EOS ids "
+           "(generation_config.json and config.json)", f"{got}, want {want}")
 
 
 def test_trajectory(data):
