@@ -4,7 +4,8 @@
 # configs/fixture-2k-stage2.ini: short passkey documents, where it is turned to the key's digits;
 # configs/fixture-2k-stage3.ini: the mixed corpus; configs/fixture-2k.ini: keys from far back;
 # about 50 minutes on 2 cores), evaluates its passkey retrieval inside
-# 2048 tokens, and exports it to models/tiny-2k (bf16 weights, config.json, tokenizer.json) with
+# 2048 tokens, and exports it to models/tiny-2k (bf16 weights, config.json, tokenizer.json,
+# generation_config.json) with
 # its training log. Usage: scripts/fixture.sh
 set -eu
 cd "$(dirname "$0")/.."
