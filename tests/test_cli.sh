@@ -70,6 +70,10 @@ n_tmp=$(find "$tmpd" -newer "$tmpd/manifest.json" -type f | wc -l)
 n_after=$(ls /tmp | grep -c '^ropex-eval-tokenizer-')
 if [ "$n_tmp" -eq 0 ] && [ "$n_after" -eq "$n_before" ]; then echo "PASS eval --passkey leaves no temporary file"
 else echo "FAIL eval --passkey leaves no temporary file: $n_tmp in TMPDIR, /tmp $n_before -> $n_after"; fi
+mkdir "$tmpd/fx"; cp models/tiny-2k/* "$tmpd/fx/"; echo '{"eos_token_id": [1e30]}' >"$tmpd/fx/generation_config.json"
+check "eval --generate: a bad eos_token_id in generation_config.json is named" 2 \
+  "generation_config.json: eos_token_id is not a token id in 0..257 (pass --eos ID or --eos none)" \
+  "$ropex" eval "hf:$tmpd/fx" --tokens "$tmpd/dyn.json" --generate 2
 mkdir "$tmpd/run"; printf '{"step": 1, "loss": 3.5}\n{"step": 2, "lo\n' >"$tmpd/run/metrics.jsonl"
 check "plot: a bad metrics.jsonl line is named by its number" 2 "metrics.jsonl:2: not a JSON object" "$ropex" plot "$tmpd/run"
 echo '{"label": "x", "step": 3}' >"$tmpd/notresults.json"

@@ -188,8 +188,9 @@ static int64_t generation_eos(const char *opt, const FileBlobs *files, const cha
         cJSON *root = cJSON_ParseWithLength((const char *)files->items[i].data, files->items[i].len);
         const cJSON *e = root ? cJSON_GetObjectItemCaseSensitive(root, "eos_token_id") : NULL;
         if (cJSON_IsArray(e)) e = cJSON_GetArrayItem(e, 0);
-        int64_t v = cJSON_IsNumber(e) ? (int64_t)e->valuedouble : -2;
-        int bad = root && e && (!cJSON_IsNumber(e) || e->valuedouble != (double)v || v < 0 || v >= vocab);
+        const double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        const int bad = root && e && !(d >= 0 && d < (double)vocab && d == floor(d));
+        const int64_t v = bad ? -1 : (int64_t)d;
         cJSON_Delete(root);
         if (!root) die("%s: generation_config.json is not valid JSON (pass --eos ID or --eos none)", ckpt);
         if (bad) die("%s: generation_config.json: eos_token_id is not a token id in 0..%lld (pass --eos ID or --eos none)",
