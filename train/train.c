@@ -192,6 +192,7 @@ typedef struct {
  * its checkpoints export and evaluate without being told which tokenizer made the ids, and a
  * generation_config.json naming its BOS and EOS ids, which Hugging Face's generate (and ropex
  * eval --generate) stop at and export copies into config.json. */
+/* bos, eos: where to put the tokenizer's ids, or NULL */
 static void check_data_tokenizer(const RunConfig *rc, int64_t vocab, char *path, size_t pathlen, int64_t *bos,
                                  int64_t *eos) {
     char err[512];
@@ -199,8 +200,8 @@ static void check_data_tokenizer(const RunConfig *rc, int64_t vocab, char *path,
     Tokenizer *t = tokenizer_load(path, err, sizeof err);
     if (!t) die("%s", err);
     const int64_t v = tokenizer_vocab_size(t);
-    *bos = tokenizer_bos(t);
-    *eos = tokenizer_eos(t);
+    if (bos) *bos = tokenizer_bos(t);
+    if (eos) *eos = tokenizer_eos(t);
     tokenizer_free(t);
     if (v > vocab)
         die("%s has %lld tokens but the model's vocab_size is %lld: set model.vocab_size >= %lld", path, (long long)v,
@@ -316,10 +317,7 @@ int cmd_train(int argc, char **argv) {
             printf("%s: %s does not exist yet (ropex data prepare makes it): the data keys are checked against it "
                    "once it does\n", cfg_path, manifest);
         } else {
-            if (rc.model_preset[0]) {   /* from scratch */
-                int64_t bos, eos;
-                check_data_tokenizer(&rc, mc.vocab, tpath, sizeof tpath, &bos, &eos);
-            }
+            if (rc.model_preset[0]) check_data_tokenizer(&rc, mc.vocab, tpath, sizeof tpath, NULL, NULL);   /* from scratch */
             Stream *ss, *s = open_streams(&rc, mc.vocab, 1, &ss);
             stream_close(s);
             if (ss) stream_close(ss);
