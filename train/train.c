@@ -191,8 +191,8 @@ typedef struct {
 /* A model trained from scratch keeps the tokenizer of its data (data.dir/tokenizer.json), so that
  * its checkpoints export and evaluate without being told which tokenizer made the ids, and a
  * generation_config.json naming its BOS and EOS ids, which Hugging Face's generate (and ropex
- * eval --generate) stop at and export copies into config.json. */
-/* bos, eos: where to put the tokenizer's ids, or NULL */
+ * eval --generate) stop at and export copies into config.json. bos, eos: where to put the
+ * tokenizer's ids, or NULL. */
 static void check_data_tokenizer(const RunConfig *rc, int64_t vocab, char *path, size_t pathlen, int64_t *bos,
                                  int64_t *eos) {
     char err[512];
