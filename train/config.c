@@ -56,6 +56,7 @@ static const Key KEYS[] = {
     {"optim", "warmup_start", K_DOUBLE, F(warmup_start), 0, 1, NULL, 0, "0.1", "warmup starts at this fraction of lr"},
     {"optim", "schedule", K_ENUM, F(schedule), 0, 0, "constant|cosine|linear", 0, "constant", "after warmup"},
     {"optim", "min_lr_ratio", K_DOUBLE, F(min_lr_ratio), 0, 1, NULL, 0, "0.1", "cosine/linear decay ends at lr * this"},
+    {"optim", "decay_steps", K_INT, F(decay_steps), 0, 1e12, NULL, 0, "0", "steps the cosine/linear decay spans (0: train.steps); more: the run stops part way down it, as that longer run would at train.steps"},
     {"optim", "betas", K_PAIR, F(beta1), 0, 1, NULL, 0, "0.9 0.95", "AdamW beta1 beta2"},
     {"optim", "eps", K_DOUBLE, F(eps), 0, 1, NULL, 0, "1e-8", "AdamW epsilon"},
     {"optim", "weight_decay", K_DOUBLE, F(weight_decay), 0, 10, NULL, 0, "0", "decoupled weight decay (matrices only)"},

@@ -45,7 +45,7 @@ typedef struct {
     char on_corrupt[16];
     /* [optim] */
     double lr, warmup_start, min_lr_ratio, beta1, beta2, eps, weight_decay, grad_clip;
-    int64_t warmup_steps, decay_embeddings, decay_norms;
+    int64_t warmup_steps, decay_steps, decay_embeddings, decay_norms;
     char schedule[16];
     /* [train] */
     int64_t steps, micro_batch, grad_accum, save_every, keep_last, eval_every, seed, threads,

@@ -470,7 +470,10 @@ int cmd_train(int argc, char **argv) {
     }
     AdamWConfig ac = {rc.beta1, rc.beta2, rc.eps, rc.weight_decay};
     Schedule sched = {!strcmp(rc.schedule, "cosine") ? SCHED_COSINE : !strcmp(rc.schedule, "linear") ? SCHED_LINEAR : SCHED_CONSTANT,
-                      rc.lr, rc.warmup_start, rc.min_lr_ratio, rc.warmup_steps, rc.steps};
+                      rc.lr, rc.warmup_start, rc.min_lr_ratio, rc.warmup_steps, rc.decay_steps ? rc.decay_steps : rc.steps};
+    if (rc.decay_steps && rc.decay_steps != rc.steps && sched.kind != SCHED_CONSTANT)
+        printf("schedule: %s over %lld steps (optim.decay_steps); the run's %lld steps end at lr %.3e\n", rc.schedule,
+               (long long)rc.decay_steps, (long long)rc.steps, schedule_lr(&sched, rc.steps - 1));
     Run run = {&rc, &m, am, av, stream, short_stream, &tok, config_to_ini(&rc)};
     FILE *metrics = fopen(rank == 0 ? metrics_path : "/dev/null", "a");
     if (!metrics) die("%s: cannot open for writing", metrics_path);

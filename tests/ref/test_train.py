@@ -7,10 +7,11 @@
    21-30 of the run recomputed by the PyTorch reference from the step-20 checkpoint agree.
 3. SIGINT finishes the step, saves, exits 130 and says how to resume; a resume with a changed
    seed is refused naming the key; --fresh starts over.
-4. Sequence-length warmup: rows of the run's sequences, or (data.short_mix) a stream of its own,
+4. optim.decay_steps: a run that stops part way down a longer schedule equals that run's start.
+5. Sequence-length warmup: rows of the run's sequences, or (data.short_mix) a stream of its own,
    resumed exactly on both sides of the switch; its rows with skip-wise positions (data.pose_len),
    resumed exactly.
-5. Config errors, table-driven, each with its exact message.
+6. Config errors, table-driven, each with its exact message.
 
 usage: test_train.py BUILD_DIR
 """
@@ -489,6 +490,31 @@ def test_short_sequences(data):
            f"step 4 {lw[4]:.6f} (rows: {lr[4]:.6f})")
 
 
+def test_decay_steps(data):
+    """optim.decay_steps: a 6-step run whose cosine spans 12 steps is the first 6 steps of the
+    12-step run (losses, learning rates and step-6 weights bit-identical); without it the 6-step
+    run's own cosine gives other learning rates from step 6 (after its 5 warmup steps)."""
+    one = CONFIG.format(data=data, out="{out}").replace("save_every = 10", "save_every = 6").replace("eval_every = 20", "eval_every = 0")
+    runs = train_runs("decay", (("part", one.replace("steps = 40", "steps = 6").replace("schedule = cosine", "schedule = cosine\ndecay_steps = 12")),
+                                ("long", one.replace("steps = 40", "steps = 12")),
+                                ("own", one.replace("steps = 40", "steps = 6"))))
+    if runs is None:
+        return
+    def lrs(out):
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            return {j["step"]: j["lr"] for j in map(json.loads, f) if "loss" in j}
+    (op, say, _), (ol, _, _), (oo, _, _) = runs["part"], runs["long"], runs["own"]
+    wp, wl = weights(os.path.join(op, "final.h5")), weights(os.path.join(ol, "step-00000006.h5"))
+    same_w = wp.keys() == wl.keys() and all(np.array_equal(wp[k], wl[k]) for k in wp)
+    lp, ll, lo = losses(op), losses(ol), losses(oo)
+    rp, rl, ro = lrs(op), lrs(ol), lrs(oo)
+    same = all(lp[s] == ll[s] and rp[s] == rl[s] for s in range(1, 7))
+    report(same and same_w and ro[6] < rp[6] and "schedule: cosine over 12 steps (optim.decay_steps)" in say,
+           "optim.decay_steps: a 6-step run on a 12-step cosine is bit-identical to the 12-step run's first 6 steps",
+           f"losses and lr 1-6 {'identical' if same else 'DIFFER'}, step-6 weights {'identical' if same_w else 'DIFFER'}, "
+           f"step-6 lr {rp[6]:.4e} (its own 6-step cosine: {ro[6]:.4e})")
+
+
 def test_short_mix(data):
     """data.short_mix: the warmup's steps read a stream of their own (short_seq_len-token sequences
     of that mix): steps 1-3 bit-identical to a run of 4 x 64-token sequences of that mix; the
@@ -620,6 +646,7 @@ def main():
         test_nan_guard(data, os.path.join(TMP, "straight", "final.h5"))
         test_signals(data)
         test_short_sequences(data)
+        test_decay_steps(data)
         test_short_mix(data)
         test_pose(data)
         test_config_errors(data)
