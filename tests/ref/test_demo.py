@@ -3,12 +3,12 @@ passkeys inside its 2048-token window, and every shipped config validates.
 
 1. scripts/demo-data.sh twice into two directories: byte-identical manifests and shards, the sixteen
    domains, and held-out prose and code documents longer than 8192 tokens for the evaluation.
-2. models/tiny-2k (committed, pretrained by `ropex train` with configs/fixture-2k.ini) loads as a
+2. models/tiny-2k (committed, pretrained by `ropex train` with configs/fixture-2k*.ini) loads as a
    Hugging Face directory, and greedy decoding retrieves the passkey (PI's prompt, random keys) in
    at least 80% of the trials of every cell at 1024, 1920 and 2048 tokens.
 3. `ropex train CONFIG --check` accepts configs/*.ini; the real-checkpoint configs are checked
    against config.json files with the real SmolLM-135M and TinyLlama-1.1B shapes, the demo configs
-   against the fixture's shape when models/tiny-2k is missing, the fixture's stages 2-4 (which start
+   against the fixture's shape when models/tiny-2k is missing, the fixture's stages 2-6 (which start
    from the previous stage's runs/ weights) against it always.
 
 usage: test_demo.py BUILD_DIR
@@ -39,10 +39,12 @@ FIXTURE_SHAPE = dict(vocab_size=258, hidden_size=256, num_hidden_layers=4, num_a
                      rms_norm_eps=1e-5)   # configs/fixture-2k*.ini's model, for configs whose init is not in the repository
 FIXTURE = os.path.join(ROOT, "models", "tiny-2k")
 HAVE_FIXTURE = os.path.exists(os.path.join(FIXTURE, "config.json"))   # committed (make fixture rebuilds it)
-# stages 2-4 of the fixture start from the previous stage's weights (runs/, not committed): checked against the shape
+# stages 2-6 of the fixture start from the previous stage's weights (runs/, not committed): checked against the shape
 for _name, _init in (("fixture-2k-stage2.ini", "runs/fixture-2k-stage1/final.h5"),
                      ("fixture-2k-stage3.ini", "runs/fixture-2k-stage2/final.h5"),
-                     ("fixture-2k.ini", "runs/fixture-2k-stage3/final.h5")):
+                     ("fixture-2k-stage4.ini", "runs/fixture-2k-stage3/final.h5"),
+                     ("fixture-2k-stage5.ini", "runs/fixture-2k-stage4/hf"),
+                     ("fixture-2k.ini", "runs/fixture-2k-stage5/final.h5")):
     SHAPES[_name] = (_init, FIXTURE_SHAPE, "V 258 C 256 L 4 NH 4 NKV 2 H 768")
 if not HAVE_FIXTURE:
     for _name in ("demo.ini", "demo-yarn.ini"):
