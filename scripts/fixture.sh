@@ -12,14 +12,14 @@ set -eu
 cd "$(dirname "$0")/.."
 R=build/ropex
 RUN=runs/fixture-2k
-[ -f data/demo/manifest.json ] || scripts/demo-data.sh data/demo
-mkdir -p runs
 FIRST=${1:-1}
 case $FIRST in [1-6]) ;; *) echo "fixture: FIRST_STAGE must be 1-6, not '$FIRST'" >&2; exit 2 ;; esac
 if [ "$FIRST" -gt 1 ]; then
     prev=runs/fixture-2k-stage$((FIRST - 1))/final.h5
     [ -f "$prev" ] || { echo "fixture: stage $FIRST starts from $prev, which is missing (run the earlier stages first)" >&2; exit 2; }
 fi
+[ -f data/demo/manifest.json ] || scripts/demo-data.sh data/demo
+mkdir -p runs
 rm -f runs/fixture-2k.ok   # written when every stage and the evaluation succeeded (a pipe hides their status)
 TEE="tee"
 [ "$FIRST" -gt 1 ] && TEE="tee -a"

@@ -10,12 +10,14 @@ passkeys inside its 2048-token window, and every shipped config validates.
    against config.json files with the real SmolLM-135M and TinyLlama-1.1B shapes, the demo configs
    against the fixture's shape when models/tiny-2k is missing, the fixture's stages 2-6 (which start
    from the previous stage's runs/ weights) against it always.
+4. scripts/fixture.sh lists every stage config in order; a FIRST_STAGE out of range is refused.
 
 usage: test_demo.py BUILD_DIR
 """
 import filecmp
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -128,6 +130,16 @@ def main():
             r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
             report(r.returncode == 0 and ": ok:" in r.stdout and want in r.stdout, f"configs/{name} validates",
                    (r.stdout.strip() or r.stderr.strip())[-200:])
+
+        # 4. scripts/fixture.sh runs every fixture stage config, in order, and refuses a stage it does not have
+        with open(os.path.join(ROOT, "scripts", "fixture.sh")) as f:
+            listed = re.findall(r"configs/(fixture-2k[\w-]*\.ini)", f.read().split("for c in", 1)[1].split("; do", 1)[0])
+        stages = sorted(n for n in os.listdir(os.path.join(ROOT, "configs")) if re.fullmatch(r"fixture-2k-stage\d+\.ini", n))
+        report(listed == stages + ["fixture-2k.ini"], "scripts/fixture.sh runs configs/fixture-2k-stage*.ini in order, then fixture-2k.ini",
+               f"listed {listed}")
+        r = subprocess.run([os.path.join(ROOT, "scripts", "fixture.sh"), "7"], capture_output=True, text=True, cwd=ROOT)
+        report(r.returncode == 2 and "FIRST_STAGE must be 1-6, not '7'" in r.stderr, "scripts/fixture.sh 7 is refused, naming the range",
+               r.stderr.strip()[-200:])
     print(f"{results['passed']} passed, {results['failed']} failed, {results['skipped']} skipped")
     return 1 if results["failed"] else 0
 

@@ -506,7 +506,7 @@ def test_decay_steps(data):
     (op, say, _), (ol, _, _), (oo, _, _) = runs["part"], runs["long"], runs["own"]
     wp, wl = weights(os.path.join(op, "final.h5")), weights(os.path.join(ol, "step-00000006.h5"))
     same_w = wp.keys() == wl.keys() and all(np.array_equal(wp[k], wl[k]) for k in wp)
-    lp, ll, lo = losses(op), losses(ol), losses(oo)
+    lp, ll = losses(op), losses(ol)
     rp, rl, ro = lrs(op), lrs(ol), lrs(oo)
     same = all(lp[s] == ll[s] and rp[s] == rl[s] for s in range(1, 7))
     report(same and same_w and ro[6] < rp[6] and "schedule: cosine over 12 steps (optim.decay_steps)" in say,
