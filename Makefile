@@ -53,7 +53,7 @@ help:
 	@echo "make demo     install what is missing, build, extend the tiny fixture 2048 -> 8192 (PI), evaluate, plot"
 	@echo "make demo-yarn  the same with YaRN (configs/demo-yarn.ini)"
 	@echo "make demo-data  build the demo corpus into data/demo"
-	@echo "make fixture  pretrain the tiny fixture (six stages, about 87 minutes on a 2-core Zen 4) and export it to models/tiny-2k"
+	@echo "make fixture  pretrain the tiny fixture (six stages, about 88 minutes on a 2-core Zen 4) and export it to models/tiny-2k"
 	@echo "make deps     install the Debian packages ropex needs (scripts/deps.txt)"
 	@echo "make test     install what is missing, build, run every test"
 	@echo "make asan     fast tests under ASan + UBSan (build-asan/)"

@@ -19,7 +19,7 @@ stage() { echo; echo "== $1 ($(( $(date +%s) - start )) s)"; }
 
 [ -f data/demo/manifest.json ] || { stage "building the demo corpus"; scripts/demo-data.sh data/demo; }
 if [ ! -f models/tiny-2k/config.json ]; then   # committed; rebuilt here only if it was removed
-    stage "models/tiny-2k is missing: pretraining the fixture first (configs/fixture-2k-stage1.ini ... -stage5.ini, then fixture-2k.ini; about 87 minutes on a 2-core Zen 4)"
+    stage "models/tiny-2k is missing: pretraining the fixture first (configs/fixture-2k-stage1.ini ... -stage5.ini, then fixture-2k.ini; about 88 minutes on a 2-core Zen 4)"
     scripts/fixture.sh
 fi
 mkdir -p "$RUN"

@@ -3,7 +3,7 @@
 # six stages (configs/fixture-2k-stage1.ini: recall lists alone, where the match is learnt;
 # -stage2.ini: short passkey documents, where it is turned to the key's digits; -stage3.ini: the
 # mixed corpus; -stage4.ini: keys from far back; -stage5.ini: a long language-model stage, from
-# stage 4's weights rounded to bf16; configs/fixture-2k.ini: the keys brought back; about 87
+# stage 4's weights rounded to bf16; configs/fixture-2k.ini: the keys brought back; about 88
 # minutes on a 2-core Zen 4), evaluates its passkey retrieval inside 2048 tokens, and exports it to
 # models/tiny-2k (bf16 weights, config.json, tokenizer.json, generation_config.json) with its
 # training log. Usage: scripts/fixture.sh [FIRST_STAGE]   (from FIRST_STAGE on, the earlier
